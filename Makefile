@@ -1,0 +1,37 @@
+# The README's commands. Each installs what it needs into the active Python environment
+# (activate a virtual environment or conda environment first if you want one).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: book test notebooks check-notebooks lab screenshots clean
+
+## book: install the book's dependencies and build the HTML book from the committed outputs
+book:
+	$(PIP) install -q -e ".[book]"
+	$(PYTHON) -m jupyter_book build . --warningiserror --nitpick --keep-going
+	@echo "open _build/html/index.html"
+
+## test: install the test dependencies and run every test, every notebook in quick mode, and the book build
+test:
+	$(PIP) install -q -e ".[dev]"
+	AIGC_LAB_QUICK=1 $(PYTHON) -m pytest tests book --nbmake --nbmake-timeout=600
+
+## notebooks: execute every notebook in full mode and write the outputs back (to commit)
+notebooks:
+	$(PYTHON) -m aigc_lab.notebooks execute
+
+## check-notebooks: are the committed outputs full-mode and up to date with the code?
+check-notebooks:
+	$(PYTHON) -m aigc_lab.notebooks check
+
+## lab: open the notebooks in JupyterLab
+lab:
+	$(PIP) install -q -e ".[book]"
+	$(PYTHON) -m jupyterlab book/
+
+## screenshots: screenshot the built book's pages with headless Chromium
+screenshots:
+	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots
+
+clean:
+	rm -rf _build .pytest_cache book/runs runs

@@ -1,0 +1,80 @@
+"""The book's image conventions, checked in one place.
+
+Images are ``N x C x H x W`` float32 tensors. Models work in ``[-1, 1]``; display and
+metrics use ``[0, 1]``. :func:`check_images` turns a wrong shape, dtype or range into a
+``ValueError`` that says what was expected, instead of a deep traceback or silent garbage.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+UNIT_RANGE = (0.0, 1.0)
+MODEL_RANGE = (-1.0, 1.0)
+
+# Bilinear resizing and float arithmetic overshoot a range by a hair; allow that much.
+_RANGE_TOLERANCE = 1e-4
+
+
+def check_images(
+    images: object,
+    *,
+    name: str = "images",
+    value_range: tuple[float, float] | None = UNIT_RANGE,
+    channels: int | tuple[int, ...] | None = None,
+    size: tuple[int, int] | None = None,
+    batched: bool = True,
+) -> Tensor:
+    """Check that ``images`` is a float tensor of images and return it unchanged.
+
+    Args:
+        images: the tensor to check.
+        name: what to call it in an error message.
+        value_range: ``(low, high)`` every value must lie in, or ``None`` to skip the check.
+        channels: the allowed channel count(s), e.g. ``1`` or ``(1, 3)``.
+        size: the required ``(H, W)``.
+        batched: ``N x C x H x W`` when True, a single ``C x H x W`` image when False.
+
+    Raises:
+        ValueError: naming the expected shape, dtype or range and what was found.
+    """
+    layout = "N x C x H x W" if batched else "C x H x W"
+    if not isinstance(images, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {layout}, got {type(images).__name__}")
+    want_dim = 4 if batched else 3
+    if images.dim() != want_dim:
+        raise ValueError(f"{name} must have shape {layout}, got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor (float32) with values in the documented range, "
+            f"got dtype {images.dtype}; divide 8-bit images by 255"
+        )
+    c, h, w = images.shape[-3:]
+    if channels is not None:
+        allowed = (channels,) if isinstance(channels, int) else tuple(channels)
+        if c not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} channel(s), got {c} (shape {tuple(images.shape)})")
+    if size is not None and (h, w) != tuple(size):
+        raise ValueError(f"{name} must be {size[0]} x {size[1]} pixels, got {h} x {w}")
+    if value_range is not None and images.numel() > 0:
+        low, high = value_range
+        lo, hi = float(images.min()), float(images.max())
+        if not (lo == lo and hi == hi):  # NaN compares unequal to itself
+            raise ValueError(f"{name} contain NaN values")
+        if lo < low - _RANGE_TOLERANCE or hi > high + _RANGE_TOLERANCE:
+            hint = " (they look like [-1, 1] model outputs; use to_unit_range)" if lo < 0 and low >= 0 else ""
+            raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got values in [{lo:.4g}, {hi:.4g}]{hint}")
+    return images
+
+
+def to_model_range(images: Tensor) -> Tensor:
+    """Map ``[0, 1]`` images to the ``[-1, 1]`` range models work in: ``2x - 1``."""
+    check_images(images, value_range=UNIT_RANGE, batched=images.dim() == 4)
+    return images * 2 - 1
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """Map model outputs in ``[-1, 1]`` back to ``[0, 1]``: ``(x + 1) / 2``, clamped."""
+    check_images(images, value_range=None, batched=images.dim() == 4)
+    return ((images + 1) / 2).clamp(0, 1)

@@ -1,0 +1,78 @@
+r"""The losses the book teaches, each beside the formula it computes.
+
+The source article's objective (its section 3) is the Wasserstein GAN value
+
+.. math::
+
+    L = \mathbb{E}_{x \sim p_{data}}[D(x)] - \mathbb{E}_{z \sim p_z}[D(G(z))],
+
+which the critic :math:`D` maximises and the generator :math:`G` minimises
+(Arjovsky et al., 2017, "Wasserstein GAN", arXiv:1701.07875). The source calls :math:`D` a
+"data generator"; it is the critic (discriminator). And the objective alone is not enough:
+:math:`L` only estimates a distance when :math:`D` is 1-Lipschitz, which the gradient penalty
+of Gulrajani et al. (2017, "Improved Training of Wasserstein GANs", arXiv:1704.00028)
+enforces softly.
+
+Every function here returns a scalar to *minimise*, so the critic's loss is :math:`-L`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def _check_scores(scores: Tensor, name: str) -> Tensor:
+    if not isinstance(scores, Tensor) or not scores.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of critic scores, got {type(scores).__name__}")
+    if scores.dim() == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    if scores.dim() != 1:
+        raise ValueError(f"{name} must have shape (N,) or (N, 1), got {tuple(scores.shape)}")
+    return scores
+
+
+def wgan_critic_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    r"""The critic's loss, :math:`-L = \mathbb{E}[D(G(z))] - \mathbb{E}[D(x)]`.
+
+    Minimising it pushes the scores of real images up and of generated images down.
+    """
+    real_scores = _check_scores(real_scores, "real_scores")
+    fake_scores = _check_scores(fake_scores, "fake_scores")
+    return fake_scores.mean() - real_scores.mean()
+
+
+def wgan_generator_loss(fake_scores: Tensor) -> Tensor:
+    r"""The generator's loss, :math:`-\mathbb{E}[D(G(z))]`.
+
+    This is :math:`L` without its first term, which does not depend on :math:`G`.
+    """
+    return -_check_scores(fake_scores, "fake_scores").mean()
+
+
+def gradient_penalty(
+    critic: Callable[..., Tensor],
+    real: Tensor,
+    fake: Tensor,
+    *args: Tensor,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""The WGAN-GP penalty :math:`\mathbb{E}_{\hat x}[(\lVert \nabla_{\hat x} D(\hat x) \rVert_2 - 1)^2]`.
+
+    :math:`\hat x = \epsilon x + (1 - \epsilon) \tilde x` with :math:`\epsilon \sim U[0, 1]`
+    drawn per example, on the straight lines between real images :math:`x` and generated ones
+    :math:`\tilde x` (Gulrajani et al., 2017, eq. 3). Extra ``args`` (e.g. labels) are passed
+    to the critic unchanged. Multiply by :math:`\lambda` (10 in the paper) and add to the
+    critic's loss.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    eps = torch.rand(eps_shape, generator=generator, device="cpu" if generator is not None else real.device)
+    eps = eps.to(device=real.device, dtype=real.dtype)
+    mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed, *args)
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+
+# Progress bars would only clutter the test log.
+os.environ.setdefault("AIGC_LAB_PROGRESS", "0")
+
+
+class TinyImages(torch.utils.data.Dataset):
+    """A small in-memory dataset shaped like aigc_lab.data.ImageDataset, without the data package."""
+
+    def __init__(self, n: int = 64, shape=(1, 4, 4), num_classes: int = 2, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, *shape, generator=g)
+        self.labels = torch.arange(n) % num_classes
+        self.classes = [str(i) for i in range(num_classes)]
+        self.name, self.split, self.transform = "tiny", "train", None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+@pytest.fixture
+def tiny_images():
+    return TinyImages()

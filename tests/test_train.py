@@ -1,0 +1,126 @@
+import json
+
+import pytest
+import torch
+
+from aigc_lab.checkpoint import CheckpointError
+from aigc_lab.models import MSEGenerator, WGANGP
+from aigc_lab.train import TrainConfig, TrainingDivergedError, fit, load_run
+from aigc_lab.viz import read_scalars
+from conftest import TinyImages
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _wgan():
+    torch.manual_seed(0)
+    return WGANGP(image_shape=(1, 4, 4), z_dim=4, hidden=16, n_critic=2)
+
+
+def test_fit_logs_scalars_images_config_and_checkpoint(tmp_path, tiny_images):
+    history = fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=6, batch_size=16, log_every=2, checkpoint_every=3, image_every=3), device="cpu")
+    assert history.steps == 6 and history.train_seconds > 0
+    assert history.scalars["wasserstein"][0] == [2, 4, 6]
+    scalars = read_scalars(tmp_path)
+    assert list(scalars["train/wasserstein"][0]) == [2, 4, 6]
+    assert scalars["train/wasserstein"][1][-1] == pytest.approx(history.last("wasserstein"), rel=1e-6)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [e.step for e in acc.Images("samples")] == [3, 6, 6]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"] == "wgan-gp-mlp" and config["train"]["steps"] == 6 and config["hparams"]["z_dim"] == 4
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+
+class CrashOnce(WGANGP):
+    """Raises in the middle of a run, like a killed process, after some checkpoints were written."""
+
+    crash_at = 7
+
+    def training_step(self, batch, ctx):
+        if ctx.step == self.crash_at and not getattr(self, "crashed", False):
+            self.crashed = True
+            raise KeyboardInterrupt("simulated interruption")
+        return super().training_step(batch, ctx)
+
+
+def test_interrupted_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_images):
+    config = TrainConfig(steps=12, batch_size=16, checkpoint_every=5, log_every=1)
+    straight = _wgan()
+    fit(straight, tiny_images, tmp_path / "straight", config, device="cpu")
+
+    torch.manual_seed(0)
+    crashing = CrashOnce(image_shape=(1, 4, 4), z_dim=4, hidden=16, n_critic=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashing, tiny_images, tmp_path / "resumed", config, device="cpu")
+    # A new process would build a fresh model with other weights; the checkpoint must win.
+    torch.manual_seed(123)
+    resumed = WGANGP(image_shape=(1, 4, 4), z_dim=4, hidden=16, n_critic=2)
+    history = fit(resumed, tiny_images, tmp_path / "resumed", config, device="cpu")
+    assert torch.equal(_params(resumed), _params(straight))
+    assert history.scalars["wasserstein"][0][-1] == 12
+
+
+def test_fit_again_with_more_steps_continues(tmp_path, tiny_images):
+    model = _wgan()
+    fit(model, tiny_images, tmp_path, TrainConfig(steps=4, batch_size=16), device="cpu")
+    before = _params(model)
+    again = fit(model, tiny_images, tmp_path, TrainConfig(steps=4, batch_size=16), device="cpu")
+    assert again.steps == 4 and torch.equal(_params(model), before), "a finished run has nothing left to do"
+    longer = fit(model, tiny_images, tmp_path, TrainConfig(steps=6, batch_size=16), device="cpu")
+    assert longer.steps == 6 and not torch.equal(_params(model), before)
+
+
+def test_resume_refuses_a_different_model(tmp_path, tiny_images):
+    fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
+    with pytest.raises(CheckpointError, match="holds a 'wgan-gp-mlp' model"):
+        fit(MSEGenerator(image_shape=(1, 4, 4)), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        fit(WGANGP(image_shape=(1, 4, 4), z_dim=4, hidden=32), tiny_images, tmp_path, TrainConfig(steps=3, batch_size=16), device="cpu")
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, tiny_images):
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
+
+
+def test_nan_guard_stops_with_a_clear_message(tmp_path, tiny_images):
+    model = MSEGenerator(image_shape=(1, 4, 4), lr=1e30)
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf) at step \d+: training diverged"):
+        fit(model, tiny_images, tmp_path, TrainConfig(steps=50, batch_size=16), device="cpu")
+
+
+def test_dataset_without_in_memory_images_works(tmp_path):
+    class ItemsOnly(torch.utils.data.Dataset):
+        def __len__(self):
+            return 32
+
+        def __getitem__(self, i):
+            return torch.full((1, 4, 4), i / 32), i % 2
+
+    history = fit(MSEGenerator(image_shape=(1, 4, 4)), ItemsOnly(), tmp_path, TrainConfig(steps=3, batch_size=8), device="cpu")
+    assert history.steps == 3
+
+
+def test_bad_arguments_are_explained(tmp_path, tiny_images):
+    with pytest.raises(ValueError, match="positive integer"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="larger than the dataset"):
+        fit(_wgan(), TinyImages(n=8), tmp_path, TrainConfig(steps=1, batch_size=16), device="cpu")
+    with pytest.raises(ValueError, match="TrainableModel"):
+        fit(torch.nn.Linear(2, 2), tiny_images, tmp_path, TrainConfig(steps=1), device="cpu")
+
+
+def test_load_run_rebuilds_the_trained_model(tmp_path, tiny_images):
+    model = _wgan()
+    fit(model, tiny_images, tmp_path, TrainConfig(steps=3, batch_size=16), device="cpu")
+    loaded, config = load_run(tmp_path, device="cpu")
+    assert torch.equal(_params(loaded), _params(model.cpu()))
+    assert config["step"] == 3 and config["model"] == "wgan-gp-mlp"
+    with pytest.raises(FileNotFoundError, match="not a training run"):
+        load_run(tmp_path / "missing")
