@@ -29,11 +29,11 @@ def pixel_diversity(images: Tensor) -> float:
     return float(images.flatten(1).double().std(dim=0, unbiased=True).mean())
 
 
-def nearest_neighbor_distance(images: Tensor, reference: Tensor, *, batch_size: int = 1024) -> Tensor:
-    """For each image, the RMS pixel distance to its nearest image in ``reference``.
+def nearest_neighbors(images: Tensor, reference: Tensor, *, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """For each image, the RMS pixel distance to its nearest image in ``reference``, and its index.
 
-    Both sets are ``N x C x H x W`` in ``[0, 1]`` with the same ``C x H x W``. Returns a
-    float64 tensor of length ``N``.
+    Both sets are ``N x C x H x W`` in ``[0, 1]`` with the same ``C x H x W``. Returns
+    ``(distances float64 (N,), indices int64 (N,))``.
     """
     check_images(images)
     check_images(reference, name="reference")
@@ -44,8 +44,14 @@ def nearest_neighbor_distance(images: Tensor, reference: Tensor, *, batch_size: 
     a = images.flatten(1).double()
     b = reference.flatten(1).double()
     dim = a.shape[1]
-    out = []
+    distances, indices = [], []
     for chunk in a.split(batch_size):
-        d2 = torch.cdist(chunk, b).pow(2).min(dim=1).values  # (chunk,)
-        out.append((d2.clamp_min(0) / dim).sqrt())
-    return torch.cat(out)
+        d2, idx = torch.cdist(chunk, b).pow(2).min(dim=1)  # (chunk,)
+        distances.append((d2.clamp_min(0) / dim).sqrt())
+        indices.append(idx)
+    return torch.cat(distances), torch.cat(indices)
+
+
+def nearest_neighbor_distance(images: Tensor, reference: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """The distances of :func:`nearest_neighbors` alone."""
+    return nearest_neighbors(images, reference, batch_size=batch_size)[0]

@@ -145,6 +145,28 @@ def show_source(obj: Any) -> Any:
     return Markdown(f"{header}```python\n{source(obj)}```")
 
 
+def show_table(rows: Sequence[dict[str, Any]], *, digits: int = 3) -> Any:
+    """Display measurements as a Markdown table (one dict per row, keys as columns).
+
+    Floats are rounded to ``digits`` significant digits; the HTML book renders the table
+    natively, so the numbers in it are exactly those the cell computed.
+    """
+    from IPython.display import Markdown
+
+    if not rows:
+        raise ValueError("show_table needs at least one row")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.{digits}g}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
 def to_numpy_image(image: Tensor) -> np.ndarray:
     """A single ``C x H x W`` image in ``[0, 1]`` as an ``H x W`` or ``H x W x 3`` array for ``imshow``."""
     check_images(image, batched=False, channels=(1, 3))
@@ -152,4 +174,4 @@ def to_numpy_image(image: Tensor) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
-__all__ = ["image_grid", "show_images", "read_scalars", "plot_curves", "source", "show_source", "to_numpy_image"]
+__all__ = ["image_grid", "show_images", "read_scalars", "plot_curves", "source", "show_source", "show_table", "to_numpy_image"]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aigc_lab.metrics import nearest_neighbor_distance, pixel_diversity
+from aigc_lab.metrics import nearest_neighbor_distance, nearest_neighbors, pixel_diversity
 
 
 def test_pixel_diversity_by_hand():
@@ -18,6 +18,8 @@ def test_nearest_neighbor_distance_by_hand():
     images = torch.stack([torch.full((1, 2, 2), 0.25), torch.ones(1, 2, 2)])
     d = nearest_neighbor_distance(images, reference, batch_size=1)
     assert d.tolist() == pytest.approx([0.25, 0.0])
+    _, index = nearest_neighbors(images, reference)
+    assert index.tolist() == [0, 1]
 
 
 def test_nearest_neighbor_distance_checks_shapes():

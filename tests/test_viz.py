@@ -55,3 +55,10 @@ def test_show_source_shows_the_real_function():
 def test_to_numpy_image():
     assert viz.to_numpy_image(torch.rand(1, 4, 5)).shape == (4, 5)
     assert viz.to_numpy_image(torch.rand(3, 4, 5)).shape == (4, 5, 3)
+
+
+def test_show_table_formats_rows():
+    table = viz.show_table([{"model": "a", "score": 0.123456}, {"model": "b", "score": 2.0, "extra": 3}], digits=2)
+    assert table.data.splitlines() == ["| model | score | extra |", "|---|---|---|", "| a | 0.12 |  |", "| b | 2 | 3 |"]
+    with pytest.raises(ValueError, match="at least one row"):
+        viz.show_table([])
