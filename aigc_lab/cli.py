@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -114,15 +115,12 @@ def _sample_images(model, n: int, label: int | None, seed: int):
     else:
         labels = None
     generator = torch.Generator().manual_seed(seed)
-    images = torch.cat([model.sample(len(chunk), labels=chunk, generator=generator) for chunk in _chunks(n, labels)]).cpu()
+    chunks = []
+    for start in range(0, n, 500):  # bounded memory for large n
+        chunk_labels = labels[start : start + 500] if labels is not None else None
+        chunks.append(model.sample(min(500, n - start), labels=chunk_labels, generator=generator).cpu())
+    images = torch.cat(chunks)
     return images, labels if labels is not None else torch.full((n,), -1, dtype=torch.long)
-
-
-def _chunks(n: int, labels, size: int = 500):
-    import torch
-
-    for start in range(0, n, size):
-        yield labels[start : start + size] if labels is not None else torch.empty(min(size, n - start))
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -178,7 +176,7 @@ def _list_models() -> int:
     from aigc_lab.models import MODELS
 
     for name, cls in sorted(MODELS.items()):
-        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        summary = re.sub(r":math:|`", "", (cls.__doc__ or "").strip().splitlines()[0]) if cls.__doc__ else ""
         print(f"{name:20s} {summary}")
     return 0
 

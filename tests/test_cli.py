@@ -1,0 +1,95 @@
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aigc_lab.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "wgan"
+    assert main(["train", "wgan-gp-mlp", "--data", "digits", "--steps", "6", "--batch-size", "32", "--param", "hidden=32", "--run-dir", str(run)]) == 0
+    return run
+
+
+def test_help_lists_the_subcommands():
+    out = subprocess.run([sys.executable, "-m", "aigc_lab", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "sample", "eval", "models", "datasets"):
+        assert command in out
+
+
+def test_train_prints_json_and_writes_a_run(trained_run, capsys):
+    assert (trained_run / "checkpoint.pt").is_file() and (trained_run / "config.json").is_file()
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["data"] == {"name": "digits"} and config["hparams"]["image_shape"] == [1, 8, 8]
+
+
+def test_sample_writes_the_documented_npz(trained_run, tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(trained_run), "--n", "1000", "--out", str(out)]) == 0
+    data = np.load(out)
+    assert data["images"].shape == (1000, 1, 8, 8) and data["images"].dtype == np.float32
+    assert 0 <= data["images"].min() and data["images"].max() <= 1
+    assert data["labels"].dtype == np.int64 and (data["labels"] == -1).all()
+    again = tmp_path / "again.npz"
+    main(["sample", str(trained_run), "--n", "1000", "--out", str(again)])
+    assert np.array_equal(np.load(again)["images"], data["images"]), "same seed, same samples"
+
+
+def test_eval_prints_measurements_as_json(trained_run, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(trained_run), "--n", "200"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "wgan-gp-mlp" and result["steps"] == 6 and result["parameters"] > 0
+    for key in ("pixel_diversity", "nn_distance_to_train", "real_test_pixel_diversity", "seconds_to_sample_200", "last_logged"):
+        assert key in result
+
+
+def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
+    run = tmp_path / "cond"
+    assert main(["train", "mse-generator", "--data", "digits", "--conditional", "--steps", "3", "--run-dir", str(run)]) == 0
+    out = tmp_path / "c.npz"
+    assert main(["sample", str(run), "--n", "7", "--out", str(out), "--label", "3"]) == 0
+    assert (np.load(out)["labels"] == 3).all()
+    assert main(["sample", str(run), "--n", "7", "--out", str(out), "--label", "10"]) == 2
+    assert "--label must lie in [0, 9]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "wgan-gp-mpl", "--data", "digits", "--steps", "1"], "did you mean 'wgan-gp-mlp'"),
+        (["train", "wgan-gp-mlp", "--data", "digitz", "--steps", "1"], "did you mean 'digits'"),
+        (["sample", "/nonexistent/run", "--n", "3", "--out", "x.npz"], "not a training run"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_label_for_an_unconditional_run_is_explained(trained_run, tmp_path, capsys):
+    assert main(["sample", str(trained_run), "--n", "3", "--out", str(tmp_path / "x.npz"), "--label", "1"]) == 2
+    assert "needs a conditional model" in capsys.readouterr().err
+
+
+def test_online_dataset_without_network_is_one_sentence(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("AIGC_LAB_DATA", str(tmp_path / "data"))
+    assert main(["train", "wgan-gp-mlp", "--data", "mnist", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "mnist" in err and "offline dataset" in err and len(err.strip().splitlines()) == 1
+
+
+def test_listing_models_and_datasets(capsys):
+    assert main(["models"]) == 0 and "wgan-gp-mlp" in capsys.readouterr().out
+    assert main(["datasets"]) == 0 and "objects3d" in capsys.readouterr().out
