@@ -8,7 +8,7 @@ PIP := $(PYTHON) -m pip
 ## book: install the book's dependencies and build the HTML book from the committed outputs
 book:
 	$(PIP) install -q -e ".[book]"
-	$(PYTHON) -m jupyter_book build . --warningiserror --nitpick --keep-going
+	$(PYTHON) -m jupyter_book build . --all -W -n --keep-going
 	@echo "open _build/html/index.html"
 
 ## test: install the test dependencies and run every test, every notebook in quick mode, and the book build
@@ -31,7 +31,7 @@ lab:
 
 ## screenshots: screenshot the built book's pages with headless Chromium
 screenshots:
-	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots
+	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots --window-size 1400,3000
 
 clean:
 	rm -rf _build .pytest_cache book/runs runs

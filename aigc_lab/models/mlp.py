@@ -159,8 +159,10 @@ class WGANGP(_GeneratorModel):
 
     Generator: :math:`\min_G \; -\mathbb{E}[D(G(z))]`.
 
-    Defaults follow the paper: Adam with ``lr=1e-4``, ``betas=(0.5, 0.9)`` (the paper uses
-    0.0 for the first; 0.5 trains these tiny networks faster), ``n_critic=5``, ``gp_weight=10``.
+    Defaults follow the paper (Adam, ``n_critic=5``, ``gp_weight=10``) except where a few CPU
+    minutes call for faster learning: ``lr=2e-4`` (paper: 1e-4) and ``betas=(0.5, 0.9)``
+    (paper: (0.0, 0.9)). On the digits, 3000 steps at ``lr=2e-4`` gave clearly more legible
+    samples than at 1e-4.
     Logged ``wasserstein`` is the critic's estimate :math:`\mathbb{E}[D(x)] - \mathbb{E}[D(G(z))]`.
     """
 
@@ -172,7 +174,7 @@ class WGANGP(_GeneratorModel):
         z_dim: int = 16,
         hidden: int = 256,
         num_classes: int = 0,
-        lr: float = 1e-4,
+        lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.9),
         n_critic: int = 5,
         gp_weight: float = 10.0,
