@@ -166,6 +166,7 @@ def _eval(args: argparse.Namespace) -> int:
     except ValueError:
         test_set = None  # a folder of one's own images may have no test split
     if test_set is not None:
+        result.update(model.evaluate(test_set))
         result["real_test_pixel_diversity"] = pixel_diversity(test_set.images)
         result["real_test_nn_distance_to_train"] = float(nearest_neighbor_distance(test_set.images, train_set.images).mean())
     print(json.dumps(result, indent=2))

@@ -83,6 +83,14 @@ class TrainableModel(nn.Module):
         """``n`` generated images, ``n x C x H x W`` in ``[0, 1]``."""
         raise NotImplementedError(f"{type(self).__name__} cannot generate samples")
 
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset) -> dict[str, float]:
+        """Model-specific measurements on ``dataset`` (e.g. test NLL), reported by ``eval``.
+
+        The default has none; likelihood models return e.g. ``{"nll_nats": ..., "bits_per_dim": ...}``.
+        """
+        return {}
+
 
 @dataclass
 class TrainConfig:

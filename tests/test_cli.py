@@ -93,3 +93,18 @@ def test_online_dataset_without_network_is_one_sentence(tmp_path, monkeypatch, c
 def test_listing_models_and_datasets(capsys):
     assert main(["models"]) == 0 and "wgan-gp-mlp" in capsys.readouterr().out
     assert main(["datasets"]) == 0 and "objects3d" in capsys.readouterr().out
+
+
+def test_eval_reports_the_models_own_measurements(trained_run, monkeypatch, capsys):
+    from aigc_lab.models import WGANGP
+
+    seen = {}
+
+    def evaluate(self, dataset):
+        seen["split"] = dataset.split
+        return {"test_metric": 1.5}
+
+    monkeypatch.setattr(WGANGP, "evaluate", evaluate)
+    capsys.readouterr()
+    assert main(["eval", str(trained_run), "--n", "50"]) == 0
+    assert json.loads(capsys.readouterr().out)["test_metric"] == 1.5 and seen["split"] == "test"
