@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import html
 import inspect
 import os
 import textwrap
@@ -145,26 +146,51 @@ def show_source(obj: Any) -> Any:
     return Markdown(f"{header}```python\n{source(obj)}```")
 
 
-def show_table(rows: Sequence[dict[str, Any]], *, digits: int = 3) -> Any:
-    """Display measurements as a Markdown table (one dict per row, keys as columns).
+class Table:
+    """Rows of measurements that display as a table in JupyterLab and in the HTML book.
 
-    Floats are rounded to ``digits`` significant digits; the HTML book renders the table
-    natively, so the numbers in it are exactly those the cell computed.
+    It offers HTML (what both Jupyter and the book render first) and Markdown (``.data``,
+    also handy for copying into prose).
     """
-    from IPython.display import Markdown
 
-    if not rows:
-        raise ValueError("show_table needs at least one row")
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    def __init__(self, rows: Sequence[dict[str, Any]], digits: int = 3):
+        if not rows:
+            raise ValueError("a table needs at least one row")
+        self.rows = [dict(row) for row in rows]
+        self.columns = list(dict.fromkeys(key for row in rows for key in row))
+        self.digits = digits
 
-    def cell(value: Any) -> str:
+    def _cell(self, value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:.{digits}g}"
+            return f"{value:.{self.digits}g}"
         return "" if value is None else str(value)
 
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return Markdown("\n".join(lines))
+    @property
+    def data(self) -> str:
+        """The table as Markdown."""
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(self._cell(row.get(c)) for c in self.columns) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(self._cell(row.get(c)))}</td>" for c in self.columns) + "</tr>"
+            for row in self.rows
+        )
+        return f'<table class="table aigc-lab-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def show_table(rows: Sequence[dict[str, Any]], *, digits: int = 3) -> Table:
+    """Display measurements as a table (one dict per row, keys as columns).
+
+    Floats are rounded to ``digits`` significant digits, so the numbers in the book are exactly
+    those the cell computed, rounded once.
+    """
+    return Table(rows, digits)
 
 
 def to_numpy_image(image: Tensor) -> np.ndarray:
@@ -174,4 +200,4 @@ def to_numpy_image(image: Tensor) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
-__all__ = ["image_grid", "show_images", "read_scalars", "plot_curves", "source", "show_source", "show_table", "to_numpy_image"]
+__all__ = ["image_grid", "show_images", "read_scalars", "plot_curves", "source", "show_source", "show_table", "Table", "to_numpy_image"]

@@ -60,5 +60,7 @@ def test_to_numpy_image():
 def test_show_table_formats_rows():
     table = viz.show_table([{"model": "a", "score": 0.123456}, {"model": "b", "score": 2.0, "extra": 3}], digits=2)
     assert table.data.splitlines() == ["| model | score | extra |", "|---|---|---|", "| a | 0.12 |  |", "| b | 2 | 3 |"]
+    assert "<th>model</th>" in table._repr_html_() and "<td>0.12</td>" in table._repr_html_()
+    assert "&lt;b&gt;" in viz.show_table([{"x": "<b>"}])._repr_html_(), "cells are escaped"
     with pytest.raises(ValueError, match="at least one row"):
         viz.show_table([])

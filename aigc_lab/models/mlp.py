@@ -148,7 +148,7 @@ class MSEGenerator(_GeneratorModel):
         fake = self.generator(self._noise(x.shape[0]), self._labels_for(y))
         loss = F.mse_loss(fake, x)
         ctx.optimize("generator", loss)
-        return {"mse": loss}
+        return {"mse": loss.detach()}
 
 
 class WGANGP(_GeneratorModel):
