@@ -2,13 +2,15 @@
 # (activate a virtual environment or conda environment first if you want one).
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
+# jupyter-book has no `python -m` entry point; call its command-line function with this Python.
+JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
 .PHONY: book test notebooks check-notebooks lab screenshots clean
 
 ## book: install the book's dependencies and build the HTML book from the committed outputs
 book:
 	$(PIP) install -q -e ".[book]"
-	$(PYTHON) -m jupyter_book build . --all -W -n --keep-going
+	$(JUPYTER_BOOK) build . --all -W -n --keep-going
 	@echo "open _build/html/index.html"
 
 ## test: install the test dependencies and run every test, every notebook in quick mode, and the book build
