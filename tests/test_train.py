@@ -124,3 +124,24 @@ def test_load_run_rebuilds_the_trained_model(tmp_path, tiny_images):
     assert config["step"] == 3 and config["model"] == "wgan-gp-mlp"
     with pytest.raises(FileNotFoundError, match="not a training run"):
         load_run(tmp_path / "missing")
+
+
+def test_step_context_explains_misuse():
+    from aigc_lab.train import StepContext
+
+    model = MSEGenerator(image_shape=(1, 4, 4))
+    ctx = StepContext(model.configure_optimizers(), None, torch.device("cpu"))
+    loss = model.generator(torch.randn(3, 16)).mean(dim=(1, 2, 3))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        ctx.optimize("generator", loss)
+    with pytest.raises(KeyError, match="no optimizer named 'critic'"):
+        ctx.optimize("critic", loss.mean())
+    with pytest.raises(TrainingDivergedError, match="generator loss became inf"):
+        ctx.optimize("generator", torch.tensor(float("inf"), requires_grad=True))
+
+
+def test_history_last_names_what_was_logged(tmp_path, tiny_images):
+    history = fit(MSEGenerator(image_shape=(1, 4, 4)), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16, log_every=1), device="cpu")
+    assert history.last("mse") == history.scalars["mse"][1][-1]
+    with pytest.raises(KeyError, match=r"logged: \['mse'\]"):
+        history.last("loss")

@@ -250,7 +250,7 @@ class PixelCNN(_AutoregressiveModel):
         super().__init__(image_shape, levels, num_classes)
         _, h, w = self.image_shape
         k0 = first_kernel_size if first_kernel_size is not None else 2 * max(h, w) - 1
-        self.first = MaskedConv2d("A", levels, channels, k0)
+        self.first = MaskedConv2d("A", 2, channels, k0)
         self.label_bias = nn.Embedding(num_classes, channels) if num_classes else None
         self.blocks = nn.ModuleList(ResidualBlock(channels, kernel_size, dropout) for _ in range(n_layers))
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, levels, 1))
@@ -265,8 +265,8 @@ class PixelCNN(_AutoregressiveModel):
 
     def logits(self, x_levels: Tensor, labels: Tensor | None = None) -> Tensor:
         labels = _check_labels(labels, x_levels.shape[0], self.num_classes)
-        one_hot = F.one_hot(x_levels[:, 0], self.levels).permute(0, 3, 1, 2).float()  # (N, levels, H, W)
-        h = self.first(one_hot)  # (N, channels, H, W)
+        value = levels_to_images(x_levels, self.levels)  # (N, 1, H, W)
+        h = self.first(torch.cat([value, torch.ones_like(value)], dim=1))  # (N, channels, H, W)
         if labels is not None:
             h = h + self.label_bias(labels)[:, :, None, None]
         for block in self.blocks:
