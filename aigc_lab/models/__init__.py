@@ -10,9 +10,10 @@ import difflib
 from typing import Any
 
 from aigc_lab.models.mlp import MLPCritic, MLPGenerator, MSEGenerator, WGANGP
+from aigc_lab.models.vae import VAE
 from aigc_lab.train import TrainableModel
 
-MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP)}
+MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE)}
 
 
 def build_model(name: str, **hparams: Any) -> TrainableModel:
@@ -27,4 +28,4 @@ def build_model(name: str, **hparams: Any) -> TrainableModel:
         raise ValueError(f"bad settings for model {name!r}: {exc}") from None
 
 
-__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP"]
+__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE"]
