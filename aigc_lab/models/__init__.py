@@ -10,10 +10,11 @@ import difflib
 from typing import Any
 
 from aigc_lab.models.mlp import MLPCritic, MLPGenerator, MSEGenerator, WGANGP
+from aigc_lab.models.autoregressive import PixelCNN, RowRNN
 from aigc_lab.models.vae import VAE
 from aigc_lab.train import TrainableModel
 
-MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE)}
+MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE, PixelCNN, RowRNN)}
 
 
 def build_model(name: str, **hparams: Any) -> TrainableModel:
@@ -28,4 +29,4 @@ def build_model(name: str, **hparams: Any) -> TrainableModel:
         raise ValueError(f"bad settings for model {name!r}: {exc}") from None
 
 
-__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE"]
+__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE", "PixelCNN", "RowRNN"]
