@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from aigc_lab.data import load_dataset
 from aigc_lab.models import MODELS, build_model
@@ -16,6 +15,16 @@ SMALL = {PixelCNN: dict(channels=8, n_layers=2), RowRNN: dict(hidden=8, inner=8)
 def _small(cls, **kwargs):
     torch.manual_seed(0)
     return cls(**{**SMALL[cls], **kwargs})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These tensors are tiny: a second thread only adds synchronisation, and on a busy machine
+    # its spinning made this file eight times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
