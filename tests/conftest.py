@@ -27,3 +27,13 @@ class TinyImages(torch.utils.data.Dataset):
 @pytest.fixture
 def tiny_images():
     return TinyImages()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: its tensors are tiny, so a second thread only adds
+    synchronisation, and on a busy 2-core machine the spinning threads made such files 8-10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,14 +17,7 @@ def _small(cls, **kwargs):
     return cls(**{**SMALL[cls], **kwargs})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These tensors are tiny: a second thread only adds synchronisation, and on a busy machine
-    # its spinning made this file eight times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

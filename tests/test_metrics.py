@@ -3,6 +3,8 @@ import torch
 
 from aigc_lab.metrics import nearest_neighbor_distance, nearest_neighbors, pixel_diversity
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_pixel_diversity_by_hand():
     same = torch.full((5, 1, 2, 2), 0.3)
@@ -115,16 +117,6 @@ def test_frechet_distance_checks_its_inputs():
 
 
 # ---------------------------------------------------------------- the feature classifier
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: these small tensors gain nothing from more, and on a busy 2-core CI machine
-    competing threads make them ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
