@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from aigc_lab.models.mlp import MLPCritic, MLPGenerator, MSEGenerator, WGANGP
 from aigc_lab.models.autoregressive import PixelCNN, RowRNN
+from aigc_lab.models.mlp import WGANGP, MLPCritic, MLPGenerator, MSEGenerator
 from aigc_lab.models.vae import VAE
 from aigc_lab.train import TrainableModel
 

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from aigc_lab.images import check_images
 from aigc_lab.metrics import bits_per_dim
-from aigc_lab.models.mlp import _check_labels
+from aigc_lab.models.conditioning import check_labels
 from aigc_lab.train import StepContext, TrainableModel
 
 _LEVEL_TOLERANCE = 1e-3  # float32 k/16 is exact; allow rounding noise from other sources
@@ -209,7 +209,7 @@ class _AutoregressiveModel(TrainableModel):
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if labels is None and self.num_classes:
             labels = torch.arange(n) % self.num_classes  # a grid of width num_classes shows every class per row
-        labels = _check_labels(labels, n, self.num_classes)
+        labels = check_labels(labels, n, self.num_classes)
         labels = labels.to(self._device()) if labels is not None else None
         x = torch.zeros(n, *self.image_shape, dtype=torch.long, device=self._device())
         was_training = self.training
@@ -274,7 +274,7 @@ class PixelCNN(_AutoregressiveModel):
         )
 
     def logits(self, x_levels: Tensor, labels: Tensor | None = None) -> Tensor:
-        labels = _check_labels(labels, x_levels.shape[0], self.num_classes)
+        labels = check_labels(labels, x_levels.shape[0], self.num_classes)
         value = levels_to_images(x_levels, self.levels)  # (N, 1, H, W)
         # channels_last: on the CPU, convolutions of tiny images run markedly faster in it
         inputs = torch.cat([value, torch.ones_like(value)], dim=1).contiguous(memory_format=torch.channels_last)
@@ -376,7 +376,7 @@ class RowRNN(_AutoregressiveModel):
 
     def logits(self, x_levels: Tensor, labels: Tensor | None = None) -> Tensor:
         n, _, h, w = x_levels.shape
-        labels = _check_labels(labels, n, self.num_classes)
+        labels = check_labels(labels, n, self.num_classes)
         v = self._values(x_levels)  # (N, H, W)
         above = F.pad(v, (0, 0, 1, 0))[:, :-1]  # (N, H, W): row r-1, zeros above the first row
         s, _ = self.rows(self._row_inputs(above, 0), self._row_state(labels))  # (N, H, hidden): s_r sees rows < r

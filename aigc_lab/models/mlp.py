@@ -26,22 +26,8 @@ from torch import Tensor, nn
 
 from aigc_lab.images import check_images, to_model_range, to_unit_range
 from aigc_lab.losses import gradient_penalty, wgan_critic_loss, wgan_generator_loss
+from aigc_lab.models.conditioning import check_labels
 from aigc_lab.train import StepContext, TrainableModel
-
-
-def _check_labels(labels: Tensor | None, n: int, num_classes: int) -> Tensor | None:
-    if num_classes == 0:
-        if labels is not None:
-            raise ValueError("this model is unconditional (num_classes=0); do not pass labels")
-        return None
-    if labels is None:
-        raise ValueError(f"this model is conditional on {num_classes} classes; pass labels (int64 tensor of length {n})")
-    labels = torch.as_tensor(labels)
-    if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got [{int(labels.min())}, {int(labels.max())}]")
-    return labels.long()
 
 
 class MLPGenerator(nn.Module):
@@ -64,7 +50,7 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (N, {self.z_dim}), got {tuple(z.shape)}")
-        labels = _check_labels(labels, z.shape[0], self.num_classes)
+        labels = check_labels(labels, z.shape[0], self.num_classes)
         h = z if labels is None else torch.cat([z, self.embed(labels.to(z.device))], dim=1)  # (N, in_dim)
         return self.net(h).view(-1, *self.image_shape)  # (N, C, H, W)
 
@@ -91,7 +77,7 @@ class MLPCritic(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         check_images(x, name="critic input", value_range=None, channels=self.image_shape[0], size=self.image_shape[1:])
-        labels = _check_labels(labels, x.shape[0], self.num_classes)
+        labels = check_labels(labels, x.shape[0], self.num_classes)
         h = x.flatten(1)  # (N, C*H*W)
         if labels is not None:
             h = torch.cat([h, self.embed(labels.to(x.device))], dim=1)

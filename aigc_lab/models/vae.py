@@ -74,7 +74,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aigc_lab.images import check_images
-from aigc_lab.models.mlp import _check_labels
+from aigc_lab.models.conditioning import check_labels
 from aigc_lab.train import StepContext, TrainableModel
 
 SAMPLE_MODES = ("mean", "sample")
@@ -302,7 +302,7 @@ class VAE(TrainableModel):
         return levels.long().flatten(1)  # (N, C*H*W)
 
     def _labels(self, labels: Tensor | None, n: int, device: torch.device) -> Tensor | None:
-        labels = _check_labels(labels, n, self.num_classes)
+        labels = check_labels(labels, n, self.num_classes)
         return None if labels is None else labels.to(device)
 
     def _images(self, levels: Tensor) -> Tensor:
