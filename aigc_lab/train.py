@@ -32,7 +32,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -102,6 +102,7 @@ class TrainConfig:
     log_every: int = 25  # TensorBoard scalars every this many steps
     image_every: int = 0  # sample grids every this many steps (0: only at the end)
     checkpoint_every: int = 250  # atomic checkpoint every this many steps (and at the end)
+    eval_every: int = 0  # call fit()'s eval_fn every this many steps (0: only at the end)
     amp: bool = True  # float16 mixed precision, used only on CUDA
 
     def __post_init__(self) -> None:
@@ -109,8 +110,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.image_every, int) or self.image_every < 0:
-            raise ValueError(f"TrainConfig.image_every must be an integer >= 0, got {self.image_every!r}")
+        for name in ("image_every", "eval_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
 
 
 @dataclass
@@ -239,6 +242,7 @@ def fit(
     device: torch.device | str | None = None,
     resume: bool = True,
     data_spec: dict[str, Any] | None = None,
+    eval_fn: Callable[[TrainableModel], dict[str, float]] | None = None,
 ) -> History:
     """Train ``model`` on ``dataset`` for ``config.steps`` steps, logging into ``run_dir``.
 
@@ -252,6 +256,11 @@ def fit(
         resume: continue from ``run_dir/checkpoint.pt`` when it exists (False starts over).
         data_spec: how to reload the data (e.g. ``{"name": "digits", "size": 16}``), stored in
             ``config.json`` for the command line's ``eval``.
+        eval_fn: called as ``eval_fn(model)`` (in eval mode) every ``config.eval_every`` steps
+            and at the end; the numbers it returns are logged as ``eval/<name>`` (e.g. a
+            Frechet distance during training). Its time is not counted as training time, and the
+            random number generators are restored afterwards, so evaluating does not change
+            the training run.
 
     Returns:
         The :class:`History` of logged scalars, including those of earlier sessions of the run.
@@ -327,6 +336,26 @@ def fit(
             ckpt_path,
         )
 
+    def log_eval(writer: SummaryWriter, step: int) -> None:
+        if eval_fn is None:
+            return
+        rng = _rng_state()
+        was_training = model.training
+        model.eval()
+        try:
+            results = eval_fn(model)
+        finally:
+            model.train(was_training)
+            _set_rng_state(rng)
+        if not isinstance(results, dict):
+            raise ValueError(f"eval_fn must return a dict of numbers, got {type(results).__name__}")
+        for name, value in results.items():
+            value = float(value)
+            writer.add_scalar(f"eval/{name}", value, step)
+            steps_list, values = history.scalars.setdefault(f"eval/{name}", ([], []))
+            steps_list.append(step)
+            values.append(value)
+
     def log_images(writer: SummaryWriter, step: int) -> None:
         try:
             was_training = model.training
@@ -366,6 +395,10 @@ def fit(
             if config.image_every and done % config.image_every == 0:
                 log_images(writer, done)
             bar.update(1)
+            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or done == config.steps):
+                history.train_seconds += time.perf_counter() - t0
+                log_eval(writer, done)
+                t0 = time.perf_counter()
             if done % config.checkpoint_every == 0 or done == config.steps:
                 history.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()

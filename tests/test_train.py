@@ -145,3 +145,28 @@ def test_history_last_names_what_was_logged(tmp_path, tiny_images):
     assert history.last("mse") == history.scalars["mse"][1][-1]
     with pytest.raises(KeyError, match=r"logged: \['mse'\]"):
         history.last("loss")
+
+
+def test_eval_fn_is_logged_and_does_not_change_the_run(tmp_path, tiny_images):
+    config = TrainConfig(steps=6, batch_size=16, log_every=2, eval_every=2)
+    plain = _wgan()
+    fit(plain, tiny_images, tmp_path / "plain", config, device="cpu")
+
+    calls = []
+
+    def eval_fn(model):
+        calls.append(model.training)
+        torch.rand(100)  # consumes random numbers: fit must restore the generators
+        return {"mean_sample": float(model.sample(8).mean())}
+
+    evaluated = _wgan()
+    history = fit(evaluated, tiny_images, tmp_path / "evaluated", config, device="cpu", eval_fn=eval_fn)
+    assert calls == [False, False, False]  # called in eval mode at steps 2, 4, 6
+    assert history.scalars["eval/mean_sample"][0] == [2, 4, 6]
+    assert list(read_scalars(tmp_path / "evaluated")["eval/mean_sample"][0]) == [2, 4, 6]
+    assert torch.equal(_params(evaluated), _params(plain))
+
+
+def test_eval_fn_must_return_a_dict(tmp_path, tiny_images):
+    with pytest.raises(ValueError, match="eval_fn must return a dict"):
+        fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu", eval_fn=lambda m: 1.0)
