@@ -6,6 +6,10 @@ Examples::
     python -m aigc_lab sample runs/wgan --n 1000 --out samples.npz
     python -m aigc_lab eval runs/wgan
 
+Conditional runs (``train ... --conditional``) sample one class with ``--label``, given as an
+index (``--label 3``), a class name (``--label "red triangle"``) or, for datasets whose classes
+combine several attributes, as KEY=VALUE pairs (``--label shape=triangle,colour=red``).
+
 A sample file is ``np.savez(path, images=float32 N x C x H x W in [0, 1], labels=int64 N)``;
 ``labels`` holds the condition of each image, or -1 for an unconditional model.
 ``eval`` prints its measurements as JSON.
@@ -20,7 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-DEFAULT_STEPS = 2000
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -44,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="another dataset option, e.g. channels=1")
     train.add_argument("--conditional", action="store_true", help="condition the model on the dataset's labels")
     train.add_argument("--param", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="a model setting, e.g. z_dim=32 or lr=0.0002")
-    train.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimisation steps (default {DEFAULT_STEPS})")
+    train.add_argument("--steps", type=int, help="optimisation steps (default: the model's tuned number, see `models`)")
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--run-dir", type=Path, help="where logs and checkpoints go (default runs/MODEL-DATA)")
@@ -55,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("run_dir", type=Path)
     sample.add_argument("--n", type=int, required=True, help="how many images")
     sample.add_argument("--out", type=Path, required=True, help="the .npz file to write")
-    sample.add_argument("--label", type=int, help="the class to generate, for a conditional model (default: all classes in turn)")
+    sample.add_argument(
+        "--label",
+        help='the class to generate, for a conditional model: an index, a class name ("red triangle") or KEY=VALUE pairs '
+        "(shape=triangle,colour=red); default: all classes in turn",
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device")
 
@@ -63,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--n", type=int, default=1000, help="samples to measure (default 1000)")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-fd", action="store_true", help="skip the Frechet distance (it trains the dataset's classifier once, ~10 s)")
     evaluate.add_argument("--device")
 
     sub.add_parser("models", help="list the models")
@@ -90,12 +98,22 @@ def _train(args: argparse.Namespace) -> int:
     if args.conditional:
         hparams.setdefault("num_classes", len(dataset.classes))
     model = build_model(args.model, **hparams)
+    steps = args.steps if args.steps is not None else model.default_steps
     run_dir = args.run_dir or Path("runs") / f"{args.model}-{args.data.replace(':', '_').replace('/', '_')}"
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    config = TrainConfig(steps=steps, batch_size=args.batch_size, seed=args.seed)
     history = fit(model, dataset, run_dir, config, device=args.device, resume=not args.fresh, data_spec=spec)
     last = {name: history.last(name) for name in history.scalars}
     print(json.dumps({"run_dir": str(run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "last": last}))
     return 0
+
+
+def _class_names(spec: dict[str, Any], num_classes: int) -> list[str]:
+    """The class names of the run's dataset (indices as names when it cannot be loaded)."""
+    try:
+        classes = list(_load_data(spec, "train").classes)
+    except Exception:  # an online set that is gone, a moved folder: indices still work
+        classes = []
+    return classes if len(classes) == num_classes else [str(k) for k in range(num_classes)]
 
 
 def _sample_images(model, n: int, label: int | None, seed: int):
@@ -105,10 +123,6 @@ def _sample_images(model, n: int, label: int | None, seed: int):
         raise ValueError(f"--n must be at least 1, got {n}")
     num_classes = getattr(model, "num_classes", 0)
     if label is not None:
-        if not num_classes:
-            raise ValueError("--label needs a conditional model; this run was trained without --conditional")
-        if not 0 <= label < num_classes:
-            raise ValueError(f"--label must lie in [0, {num_classes - 1}], got {label}")
         labels = torch.full((n,), label, dtype=torch.long)
     elif num_classes:
         labels = torch.arange(n) % num_classes
@@ -128,8 +142,16 @@ def _sample(args: argparse.Namespace) -> int:
 
     from aigc_lab.train import load_run
 
-    model, _ = load_run(args.run_dir, device=args.device)
-    images, labels = _sample_images(model, args.n, args.label, args.seed)
+    from aigc_lab.models.conditioning import resolve_label
+
+    model, config = load_run(args.run_dir, device=args.device)
+    label = None
+    if args.label is not None:
+        num_classes = getattr(model, "num_classes", 0)
+        if not num_classes:
+            raise ValueError("--label needs a conditional model; this run was trained without --conditional")
+        label = resolve_label(args.label, _class_names(config["data"], num_classes))
+    images, labels = _sample_images(model, args.n, label, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
     print(f"wrote {len(images)} images of shape {tuple(images.shape[1:])} to {args.out}")
@@ -146,7 +168,7 @@ def _eval(args: argparse.Namespace) -> int:
     spec = config["data"]
     train_set = _load_data(spec, "train")
     start = time.perf_counter()
-    images, _ = _sample_images(model, args.n, None, args.seed)
+    images, labels = _sample_images(model, args.n, None, args.seed)
     sample_seconds = time.perf_counter() - start
     result: dict[str, Any] = {
         "run_dir": str(args.run_dir),
@@ -169,8 +191,27 @@ def _eval(args: argparse.Namespace) -> int:
         result.update(model.evaluate(test_set))
         result["real_test_pixel_diversity"] = pixel_diversity(test_set.images)
         result["real_test_nn_distance_to_train"] = float(nearest_neighbor_distance(test_set.images, train_set.images).mean())
+        if not args.no_fd and len(train_set.classes) > 1:
+            result.update(_classifier_measures(spec, images, labels))
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _classifier_measures(spec: dict[str, Any], images, labels) -> dict[str, Any]:
+    """Frechet distance to the test split and what the dataset's classifier says about the samples."""
+    from aigc_lab.metrics import class_coverage, classifier_accuracy, feature_classifier, frechet_distance_to_test
+
+    options = {k: v for k, v in spec.items() if k not in ("name", "split")}
+    classifier = feature_classifier(spec["name"], **options)
+    result: dict[str, Any] = {"frechet_distance_to_test": frechet_distance_to_test(images, spec["name"], classifier=classifier, **options)}
+    if int(labels[0]) >= 0:  # a conditional model, asked for every class in turn
+        result["conditional_accuracy"] = classifier_accuracy(images, labels, classifier=classifier)
+    else:
+        coverage = class_coverage(images, classifier=classifier)
+        result["classes_covered"] = coverage["classes_covered"]
+        result["class_entropy_nats"] = coverage["entropy_nats"]
+        result["max_class_entropy_nats"] = coverage["max_entropy_nats"]
+    return result
 
 
 def _list_models() -> int:
@@ -178,7 +219,7 @@ def _list_models() -> int:
 
     for name, cls in sorted(MODELS.items()):
         summary = re.sub(r":math:|`", "", (cls.__doc__ or "").strip().splitlines()[0]) if cls.__doc__ else ""
-        print(f"{name:20s} {summary}")
+        print(f"{name:16s} {cls.default_steps:6d} steps  {summary}")
     return 0
 
 

@@ -62,6 +62,8 @@ class TrainableModel(nn.Module):
 
     #: the name the model is registered under in :mod:`aigc_lab.models`.
     name: str = ""
+    #: the number of steps its defaults were tuned for on digits (the command line's default).
+    default_steps: int = 2000
 
     def __init__(self) -> None:
         super().__init__()

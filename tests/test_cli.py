@@ -47,6 +47,9 @@ def test_eval_prints_measurements_as_json(trained_run, capsys):
     assert result["model"] == "wgan-gp-mlp" and result["steps"] == 6 and result["parameters"] > 0
     for key in ("pixel_diversity", "nn_distance_to_train", "real_test_pixel_diversity", "seconds_to_sample_200", "last_logged"):
         assert key in result
+    # an (almost) untrained generator: far from the test digits, and its classes are counted
+    assert result["frechet_distance_to_test"] > 20 and 1 <= result["classes_covered"] <= 10
+    assert 0 <= result["class_entropy_nats"] <= result["max_class_entropy_nats"]
 
 
 def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
@@ -56,7 +59,55 @@ def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
     assert main(["sample", str(run), "--n", "7", "--out", str(out), "--label", "3"]) == 0
     assert (np.load(out)["labels"] == 3).all()
     assert main(["sample", str(run), "--n", "7", "--out", str(out), "--label", "10"]) == 2
-    assert "--label must lie in [0, 9]" in capsys.readouterr().err
+    assert "a label index must lie in [0, 9]" in capsys.readouterr().err
+    assert main(["sample", str(run), "--n", "7", "--out", str(out), "--label", "seven"]) == 2
+    assert "unknown label 'seven'; known classes: 0, 1, 2" in capsys.readouterr().err
+    assert main(["eval", str(run), "--n", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["conditional_accuracy"] <= 1 and "classes_covered" not in result
+
+
+def test_default_steps_come_from_the_model(tmp_path, monkeypatch, capsys):
+    from aigc_lab.models import MSEGenerator
+
+    monkeypatch.setattr(MSEGenerator, "default_steps", 4)
+    assert main(["train", "mse-generator", "--data", "digits", "--run-dir", str(tmp_path / "r")]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 4
+
+
+@pytest.mark.parametrize(
+    "label, classes, expected",
+    [
+        (3, ["0", "1", "2", "3"], 3),
+        ("3", ["0", "1", "2", "3"], 3),
+        ("red triangle", ["red circle", "red triangle"], 1),
+        ("Red  Triangle", ["red circle", "red triangle"], 1),
+        ("shape=triangle,colour=red", ["red circle", "red triangle", "blue triangle"], 1),
+        ("colour=blue, shape=triangle", ["red circle", "red triangle", "blue triangle"], 2),
+        ("1", ["cat", "dog"], 1),
+    ],
+)
+def test_resolve_label_accepts_indices_names_and_attributes(label, classes, expected):
+    from aigc_lab.models.conditioning import resolve_label
+
+    assert resolve_label(label, classes) == expected
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("green square", "unknown label 'green square'; known classes: red circle, red triangle"),
+        ("shape=square,colour=red", "no class consists of exactly ['square', 'red']"),
+        ("shape=,colour=red", "KEY=VALUE pairs"),
+        (5, "must lie in [0, 1]"),
+    ],
+)
+def test_resolve_label_names_what_it_accepts(label, message):
+    from aigc_lab.models.conditioning import resolve_label
+
+    with pytest.raises(ValueError) as info:
+        resolve_label(label, ["red circle", "red triangle"])
+    assert message in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,7 @@ class PixelCNN(_AutoregressiveModel):
     """
 
     name = "pixelcnn"
+    default_steps = 1200  # tuned on digits: 2000 steps overfit the 1000 training images (higher test NLL)
 
     def __init__(
         self,

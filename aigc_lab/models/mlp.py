@@ -120,6 +120,7 @@ class MSEGenerator(_GeneratorModel):
     """
 
     name = "mse-generator"
+    default_steps = 1500
 
     def __init__(self, image_shape=(1, 8, 8), z_dim: int = 16, hidden: int = 256, num_classes: int = 0, lr: float = 1e-3):
         super().__init__(image_shape, z_dim, hidden, num_classes)
@@ -153,6 +154,7 @@ class WGANGP(_GeneratorModel):
     """
 
     name = "wgan-gp-mlp"
+    default_steps = 3000
 
     def __init__(
         self,

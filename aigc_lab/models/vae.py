@@ -246,6 +246,7 @@ class VAE(TrainableModel):
     """
 
     name = "vae"
+    default_steps = 4000
 
     def __init__(
         self,
