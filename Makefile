@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 # jupyter-book has no `python -m` entry point; call its command-line function with this Python.
 JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
-.PHONY: book test notebooks check-notebooks lab screenshots clean
+.PHONY: book test notebooks check-notebooks lab screenshots benchmark clean
 
 ## book: install the book's dependencies and build the HTML book from the committed outputs
 book:
@@ -34,6 +34,10 @@ lab:
 ## screenshots: screenshot the built book's pages with headless Chromium
 screenshots:
 	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots --window-size 1400,3000
+
+## benchmark: print every model's training images per second and time to sample 1000 images (not a test)
+benchmark:
+	$(PYTHON) tools/benchmark.py
 
 clean:
 	rm -rf _build .pytest_cache book/runs runs
