@@ -258,7 +258,7 @@ def fit(
         resume: continue from ``run_dir/checkpoint.pt`` when it exists (False starts over).
         data_spec: how to reload the data (e.g. ``{"name": "digits", "size": 16}``), stored in
             ``config.json`` for the command line's ``eval``.
-        eval_fn: called as ``eval_fn(model)`` (in eval mode) every ``config.eval_every`` steps
+        eval_fn: called as ``eval_fn(model)`` (in eval mode, without gradients) every ``config.eval_every`` steps
             and at the end; the numbers it returns are logged as ``eval/<name>`` (e.g. a
             Frechet distance during training). Its time is not counted as training time, and the
             random number generators are restored afterwards, so evaluating does not change
@@ -345,7 +345,8 @@ def fit(
         was_training = model.training
         model.eval()
         try:
-            results = eval_fn(model)
+            with torch.no_grad():
+                results = eval_fn(model)
         finally:
             model.train(was_training)
             _set_rng_state(rng)
