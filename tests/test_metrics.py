@@ -223,3 +223,16 @@ def test_feature_classifier_is_generic_over_datasets(quick_recipe, tmp_path):
 def test_classifier_accuracy_checks_labels(trained_classifier):
     with pytest.raises(ValueError, match="labels"):
         classifier_accuracy(torch.rand(3, 1, 8, 8), torch.zeros(2, dtype=torch.long), classifier=trained_classifier)
+
+
+def test_larger_images_get_the_deeper_recipe_and_steps_are_part_of_the_key(tmp_path):
+    assert metrics.classifier_recipe((1, 8, 8)) is metrics.CLASSIFIER_RECIPE
+    assert metrics.classifier_recipe((3, 16, 16)) is metrics.LARGE_CLASSIFIER_RECIPE
+    clf = feature_classifier("shapes", size=16, n=40, steps=2, cache_dir=tmp_path)
+    convolutions = [m for m in clf.body if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convolutions] == metrics.LARGE_CLASSIFIER_RECIPE["conv_channels"]
+    assert clf.features(torch.rand(2, 3, 16, 16)).shape == (2, metrics.LARGE_CLASSIFIER_RECIPE["features"])
+    other = feature_classifier("shapes", size=16, n=40, steps=3, cache_dir=tmp_path)
+    assert other.cache_path != clf.cache_path
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        feature_classifier("shapes", size=16, steps=0, cache_dir=tmp_path)
