@@ -76,3 +76,33 @@ def gradient_penalty(
     scores = critic(mixed, *args)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def nonsaturating_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    r"""The GAN discriminator's binary cross-entropy, real labelled 1 and generated 0.
+
+    .. math::
+        -\mathbb{E}[\log \sigma(D(x))] - \mathbb{E}[\log(1 - \sigma(D(G(z))))]
+        = \mathbb{E}[\operatorname{softplus}(-D(x))] + \mathbb{E}[\operatorname{softplus}(D(G(z)))],
+
+    with :math:`D` returning logits and :math:`\sigma` the logistic sigmoid (Goodfellow et al.,
+    2014, "Generative Adversarial Nets", arXiv:1406.2661). The softplus form,
+    :math:`\operatorname{softplus}(t) = \log(1 + e^t)`, is the same value computed without
+    overflow: :math:`-\log\sigma(t) = \operatorname{softplus}(-t)` and
+    :math:`-\log(1 - \sigma(t)) = \operatorname{softplus}(t)`.
+    """
+    real_logits = _check_scores(real_logits, "real_logits")
+    fake_logits = _check_scores(fake_logits, "fake_logits")
+    return torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
+
+
+def nonsaturating_generator_loss(fake_logits: Tensor) -> Tensor:
+    r"""The generator's non-saturating loss, :math:`-\mathbb{E}[\log \sigma(D(G(z)))] = \mathbb{E}[\operatorname{softplus}(-D(G(z)))]`.
+
+    The minimax game would have the generator minimise :math:`\mathbb{E}[\log(1 - \sigma(D(G(z))))]`,
+    whose gradient vanishes when the discriminator confidently rejects the fakes, that is early in
+    training. Goodfellow et al. (2014) proposed maximising :math:`\log \sigma(D(G(z)))` instead:
+    the same fixed point, strong gradients when the generator is bad. DCGAN (Radford et al., 2016)
+    trains with it.
+    """
+    return torch.nn.functional.softplus(-_check_scores(fake_logits, "fake_logits")).mean()

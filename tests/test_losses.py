@@ -54,3 +54,34 @@ def test_gradient_penalty_trains_the_critic_and_passes_labels():
     assert seen["labels"] is labels
     with pytest.raises(ValueError, match="same shape"):
         gradient_penalty(labelled, torch.randn(2, 1, 2, 2), torch.randn(3, 1, 2, 2))
+
+
+def test_nonsaturating_losses_follow_their_formulas():
+    from aigc_lab.losses import nonsaturating_discriminator_loss, nonsaturating_generator_loss
+
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0, 1.0])
+    sigmoid = lambda t: 1 / (1 + torch.exp(-t))  # noqa: E731
+    # D: BCE with real labelled 1 and fake 0, -E[log s(D(x))] - E[log(1 - s(D(G(z))))]
+    expected_d = -torch.log(sigmoid(real)).mean() - torch.log(1 - sigmoid(fake)).mean()
+    assert nonsaturating_discriminator_loss(real, fake).item() == pytest.approx(expected_d.item(), rel=1e-6)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert nonsaturating_discriminator_loss(real, fake).item() == pytest.approx(
+        (bce(real, torch.ones(2)) + bce(fake, torch.zeros(3))).item(), rel=1e-6
+    )
+    # G: -E[log s(D(G(z)))], not the saturating E[log(1 - s(D(G(z))))]
+    assert nonsaturating_generator_loss(fake).item() == pytest.approx(-torch.log(sigmoid(fake)).mean().item(), rel=1e-6)
+    assert nonsaturating_generator_loss(fake[:, None]).item() == pytest.approx(nonsaturating_generator_loss(fake).item())
+
+
+def test_nonsaturating_losses_are_stable_and_do_not_saturate():
+    from aigc_lab.losses import nonsaturating_discriminator_loss, nonsaturating_generator_loss
+
+    # A confident discriminator (fake logit -100): log(1 - s) would give a vanishing gradient and log s
+    # computed naively would be -inf; the softplus form gives the exact 100 and a gradient of -1/N.
+    fake = torch.tensor([-100.0, -100.0], requires_grad=True)
+    loss = nonsaturating_generator_loss(fake)
+    loss.backward()
+    assert loss.item() == pytest.approx(100.0) and torch.allclose(fake.grad, torch.tensor([-0.5, -0.5]))
+    assert torch.isfinite(nonsaturating_discriminator_loss(torch.tensor([200.0]), torch.tensor([-200.0])))
+    with pytest.raises(ValueError, match="real_logits"):
+        nonsaturating_discriminator_loss(torch.zeros(2, 2), torch.zeros(2))

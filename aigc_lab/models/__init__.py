@@ -10,11 +10,12 @@ import difflib
 from typing import Any
 
 from aigc_lab.models.autoregressive import PixelCNN, RowRNN
+from aigc_lab.models.gan import DCGAN, WGAN
 from aigc_lab.models.mlp import WGANGP, MLPCritic, MLPGenerator, MSEGenerator
 from aigc_lab.models.vae import VAE
 from aigc_lab.train import TrainableModel
 
-MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE, PixelCNN, RowRNN)}
+MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE, PixelCNN, RowRNN, DCGAN, WGAN)}
 
 
 def build_model(name: str, **hparams: Any) -> TrainableModel:
@@ -29,4 +30,4 @@ def build_model(name: str, **hparams: Any) -> TrainableModel:
         raise ValueError(f"bad settings for model {name!r}: {exc}") from None
 
 
-__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE", "PixelCNN", "RowRNN"]
+__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE", "PixelCNN", "RowRNN", "DCGAN", "WGAN"]
