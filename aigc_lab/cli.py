@@ -234,10 +234,12 @@ def _list_datasets() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (2 with a one-line message on bad input)."""
     args = _parser().parse_args(argv)
+    from aigc_lab import runtime
     from aigc_lab.checkpoint import CheckpointError
 
     handlers = {"train": _train, "sample": _sample, "eval": _eval}
     try:
+        runtime.cpu_threads()  # AIGC_LAB_THREADS, when set
         if args.command == "models":
             return _list_models()
         if args.command == "datasets":

@@ -24,6 +24,7 @@ import torch
 
 QUICK_ENV = "AIGC_LAB_QUICK"
 DEVICE_ENV = "AIGC_LAB_DEVICE"
+THREADS_ENV = "AIGC_LAB_THREADS"
 
 T = TypeVar("T")
 
@@ -79,6 +80,29 @@ def device(prefer: str | None = None) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def cpu_threads(n: int | None = None) -> int:
+    """Set how many CPU threads torch uses: ``n``, else ``$AIGC_LAB_THREADS``, else leave torch's choice.
+
+    Returns the number in effect. The book's models are small (8 x 8 digits, batches of 64): on
+    the CPU a second thread mostly adds synchronisation, and when other processes compete for
+    the cores, spinning threads make such models several times slower (measure it with
+    ``python tools/benchmark.py --threads 1`` and ``--threads 2``). The chapters of part 3 use one
+    thread; the command line honours ``AIGC_LAB_THREADS``.
+    """
+    if n is None:
+        text = os.environ.get(THREADS_ENV, "").strip()
+        if not text:
+            return torch.get_num_threads()
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {text!r}") from None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of CPU threads must be a positive integer, got {n!r}")
+    torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -114,7 +114,7 @@ def plot_curves(
         _, ax = plt.subplots(figsize=(5, 3))
     for tag in tags:
         steps, values = scalars[tag]
-        ax.plot(steps, values, label=label_prefix + tag.removeprefix("train/"))
+        ax.plot(steps, values, label=label_prefix + tag.split("/", 1)[-1])
     ax.set_xlabel("step")
     if logy:
         ax.set_yscale("log")

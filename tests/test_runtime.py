@@ -64,3 +64,24 @@ def test_describe_names_mode_and_device():
     assert info["mode"] in ("quick", "full")
     assert info["device"] in ("cpu", "cuda", "mps")
     assert info["aigc_lab"]
+
+
+def test_cpu_threads_from_argument_or_environment(monkeypatch):
+    import torch
+
+    from aigc_lab import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+        assert runtime.cpu_threads() == before  # nothing asked: torch's choice stays
+        assert runtime.cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(runtime.THREADS_ENV, "2")
+        assert runtime.cpu_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv(runtime.THREADS_ENV, "many")
+        with pytest.raises(ValueError, match="AIGC_LAB_THREADS must be a positive integer"):
+            runtime.cpu_threads()
+        with pytest.raises(ValueError, match="positive integer"):
+            runtime.cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)
