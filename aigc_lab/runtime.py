@@ -85,11 +85,11 @@ def _mps_available() -> bool:
 def cpu_threads(n: int | None = None) -> int:
     """Set how many CPU threads torch uses: ``n``, else ``$AIGC_LAB_THREADS``, else leave torch's choice.
 
-    Returns the number in effect. The book's models are small (8 x 8 digits, batches of 64): on
-    the CPU a second thread mostly adds synchronisation, and when other processes compete for
-    the cores, spinning threads make such models several times slower (measure it with
-    ``python tools/benchmark.py --threads 1`` and ``--threads 2``). The chapters of part 3 use one
-    thread; the command line honours ``AIGC_LAB_THREADS``.
+    Returns the number in effect. Measured with ``tools/benchmark.py --threads 1`` and
+    ``--threads 2`` on a quiet 2-core machine, two threads train the book's small models 1.0-1.6
+    times as fast as one; but when other processes compete for the cores, the second thread's
+    spinning made them several times *slower*. On a busy machine, use one thread
+    (``AIGC_LAB_THREADS=1`` for the command line).
     """
     if n is None:
         text = os.environ.get(THREADS_ENV, "").strip()

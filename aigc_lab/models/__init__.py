@@ -10,12 +10,13 @@ import difflib
 from typing import Any
 
 from aigc_lab.models.autoregressive import PixelCNN, RowRNN
+from aigc_lab.models.diffusion import DDPM
 from aigc_lab.models.gan import DCGAN, WGAN
 from aigc_lab.models.mlp import WGANGP, MLPCritic, MLPGenerator, MSEGenerator
 from aigc_lab.models.vae import VAE
 from aigc_lab.train import TrainableModel
 
-MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE, PixelCNN, RowRNN, DCGAN, WGAN)}
+MODELS: dict[str, type[TrainableModel]] = {cls.name: cls for cls in (MSEGenerator, WGANGP, VAE, PixelCNN, RowRNN, DCGAN, WGAN, DDPM)}
 
 
 def build_model(name: str, **hparams: Any) -> TrainableModel:
@@ -30,4 +31,4 @@ def build_model(name: str, **hparams: Any) -> TrainableModel:
         raise ValueError(f"bad settings for model {name!r}: {exc}") from None
 
 
-__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE", "PixelCNN", "RowRNN", "DCGAN", "WGAN"]
+__all__ = ["MODELS", "build_model", "MLPCritic", "MLPGenerator", "MSEGenerator", "WGANGP", "VAE", "PixelCNN", "RowRNN", "DCGAN", "WGAN", "DDPM"]
