@@ -286,3 +286,14 @@ def test_fit_and_load_run_round_trip(tmp_path):
     g = lambda: torch.Generator().manual_seed(0)
     torch.testing.assert_close(model.sample(4, generator=g()), loaded.sample(4, generator=g()))
     assert set(loaded.evaluate(data)) == {"loss"}
+
+
+def test_sample_callback_sees_every_step_from_noise_to_image():
+    torch.manual_seed(0)
+    model = DDPM(image_shape=(1, 8, 8), base_channels=8, timesteps=50, sample_steps=5)
+    seen = []
+    images = model.sample(3, generator=torch.Generator().manual_seed(0), callback=lambda t, x, x0: seen.append((t, x.clone(), x0.clone())))
+    assert [t for t, _, _ in seen] == sorted(model.timestep_sequence(5), reverse=True)
+    assert all(x.shape == (3, 1, 8, 8) and x0.abs().max() <= 1 for _, x, x0 in seen)
+    again = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(images, again)  # watching does not change the result

@@ -353,6 +353,7 @@ class DDPM(TrainableModel):
         eta: float = 0.0,
         noise: Tensor | None = None,
         use_ema: bool = True,
+        callback: Callable[[int, Tensor, Tensor], None] | None = None,
     ) -> Tensor:
         r"""``n`` images ``(n, C, H, W)`` in ``[0, 1]``, from :math:`x_T \sim \mathcal{N}(0, I)` back to :math:`x_0`.
 
@@ -369,6 +370,8 @@ class DDPM(TrainableModel):
             eta: DDIM's :math:`\eta` (0: deterministic; 1: the same as DDPM). Only for ``"ddim"``.
             noise: the starting :math:`x_T`, ``(n, C, H, W)``, instead of drawing it.
             use_ema: sample with the averaged weights when the model keeps them.
+            callback: called as ``callback(t, x_t, x0_hat)`` at every step, before the step is
+                taken (images in the model range ``[-1, 1]``), e.g. to watch the reverse process.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -405,6 +408,8 @@ class DDPM(TrainableModel):
             eps = self.guided_eps(x, torch.full((n,), t, device=device, dtype=torch.long), labels, guidance, use_ema=use_ema)
             # Clipping x0 to the data's range keeps the early, noisy predictions from overshooting.
             x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
+            if callback is not None:
+                callback(t, x, x0)
             beta = 1 - a_t / a_prev  # of the (respaced) step tau_i -> tau_{i-1}
             variance = (1 - a_prev) / (1 - a_t) * beta  # tilde beta, the posterior's variance; 0 at the last step
             if method == "ddpm":
