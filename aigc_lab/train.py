@@ -25,6 +25,7 @@ What it gives every chapter:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,7 +33,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +43,8 @@ from torch.utils.data import Dataset
 from aigc_lab import runtime
 from aigc_lab.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
 
+T = TypeVar("T")
+
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 PROGRESS_ENV = "AIGC_LAB_PROGRESS"
@@ -49,6 +52,26 @@ PROGRESS_ENV = "AIGC_LAB_PROGRESS"
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite."""
+
+
+def inference(method: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a model method to run without gradients and with dropout off, restoring the training mode after.
+
+    For sampling and measuring methods (``sample``, ``evaluate``, ...) that may be called in the
+    middle of training, e.g. by :func:`fit`'s ``eval_fn``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: nn.Module, *args, **kwargs):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        finally:
+            self.train(was_training)
+
+    return wrapper
 
 
 class TrainableModel(nn.Module):

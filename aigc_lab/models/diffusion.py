@@ -68,24 +68,21 @@ Time steps in the code are 0-based: ``t = 0 .. T-1`` is the paper's :math:`t = 1
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from aigc_lab.images import check_images, to_model_range, to_unit_range
 from aigc_lab.models.conditioning import check_labels
 from aigc_lab.models.unet import UNet, check_image_shape
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.train import StepContext, TrainableModel, inference
 
 SCHEDULES = ("linear", "cosine")
 METHODS = ("ddpm", "ddim")
 
-T_ = TypeVar("T_")
 
 
 def beta_schedule(kind: str, timesteps: int) -> Tensor:
@@ -117,22 +114,6 @@ def _noise(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | No
     if generator is None:
         return torch.randn(shape, device=like.device, dtype=like.dtype)
     return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
-
-
-def _inference(method: Callable[..., T_]) -> Callable[..., T_]:
-    """Run a method without gradients and with dropout off, then restore the training mode."""
-
-    @functools.wraps(method)
-    def wrapper(self: nn.Module, *args, **kwargs):
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return method(self, *args, **kwargs)
-        finally:
-            self.train(was_training)
-
-    return wrapper
 
 
 class DDPM(TrainableModel):
@@ -340,7 +321,7 @@ class DDPM(TrainableModel):
         conditional, unconditional = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)  # one batched call
         return (1 + guidance) * conditional - guidance * unconditional
 
-    @_inference
+    @inference
     def sample(
         self,
         n: int,
@@ -425,7 +406,7 @@ class DDPM(TrainableModel):
 
     # ----- measuring ---------------------------------------------------------------------
 
-    @_inference
+    @inference
     def evaluate(self, dataset, *, seed: int = 0) -> dict[str, float]:
         r"""``{"loss": ...}``: :math:`L_\text{simple}` on ``dataset`` at seeded :math:`t` and :math:`\epsilon` (with the sampling weights).
 

@@ -63,11 +63,9 @@ inputs of the encoder and the decoder makes it the conditional VAE of chapter 4
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Callable
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -75,12 +73,11 @@ from torch import Tensor, nn
 
 from aigc_lab.images import check_images
 from aigc_lab.models.conditioning import check_labels
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.train import StepContext, TrainableModel, inference
 
 SAMPLE_MODES = ("mean", "sample")
 LIKELIHOODS = ("logistic", "categorical")
 
-T = TypeVar("T")
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -204,22 +201,6 @@ class Decoder(nn.Module):
         return discretized_logistic_log_prob(every_level, *params.unsqueeze(-2).chunk(3, dim=-1), self.levels).exp()
 
 
-def _inference(method: Callable[..., T]) -> Callable[..., T]:
-    """Run a method without gradients and with dropout off, then restore the training mode."""
-
-    @functools.wraps(method)
-    def wrapper(self: nn.Module, *args, **kwargs):
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return method(self, *args, **kwargs)
-        finally:
-            self.train(was_training)
-
-    return wrapper
-
-
 class VAE(TrainableModel):
     r"""Variational autoencoder over gray levels, MLP encoder and decoder (Kingma & Welling, 2014).
 
@@ -311,13 +292,13 @@ class VAE(TrainableModel):
 
     # ----- the two networks --------------------------------------------------------------
 
-    @_inference
+    @inference
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""The posterior :math:`q_\phi(z \mid x)`: ``(mu, logvar)``, each ``(N, latent_dim)``."""
         levels = self.to_levels(x)
         return self.encoder(self._images(levels), self._labels(labels, len(levels), levels.device))
 
-    @_inference
+    @inference
     def decode(self, z: Tensor, labels: Tensor | None = None, *, mode: str = "mean", generator: torch.Generator | None = None) -> Tensor:
         r"""Images in ``[0, 1]`` from codes ``z`` ``(N, latent_dim)``.
 
@@ -337,13 +318,13 @@ class VAE(TrainableModel):
             values = (probs.cumsum(-1) < u).sum(-1).clamp(max=self.levels - 1).float()  # inverse CDF, (N, D)
         return self._images(values)
 
-    @_inference
+    @inference
     def reconstruct(self, x: Tensor, labels: Tensor | None = None, *, mode: str = "mean") -> Tensor:
         """Decode the posterior mean of each image's code: ``x -> mu(x) -> image``."""
         mu, _ = self.encode(x, labels)
         return self.decode(mu, labels, mode=mode)
 
-    @_inference
+    @inference
     def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None, mode: str = "mean") -> Tensor:
         r"""``n`` new images: :math:`z \sim \mathcal{N}(0, I)`, then :meth:`decode`.
 
@@ -386,7 +367,7 @@ class VAE(TrainableModel):
         log_prior_ratio = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)) - gaussian_log_density(z, mu, logvar)
         return log_px_z, log_prior_ratio, gaussian_kl(mu, logvar)
 
-    @_inference
+    @inference
     def importance_weighted_nll(
         self, x: Tensor, labels: Tensor | None = None, *, k: int = 512, generator: torch.Generator | None = None, max_rows: int = 4096
     ) -> Tensor:
@@ -414,7 +395,7 @@ class VAE(TrainableModel):
             out["kl"].append(kl)
         return {name: torch.cat(values) for name, values in out.items()}
 
-    @_inference
+    @inference
     def evaluate(self, dataset, *, k: int = 512, seed: int = 0) -> dict[str, float]:
         """Test likelihood and rate/distortion on ``dataset`` (e.g. ``load_dataset("digits", "test")``).
 
