@@ -277,6 +277,16 @@ class _ConvGAN(TrainableModel):
         _check_choice("conditioning", conditioning, CONDITIONINGS)
         self.generator = ConvGenerator(image_shape, z_dim, g_width, num_classes, conditioning)
         self.critic = ConvCritic(image_shape, d_width, num_classes, conditioning, critic_norm)
+        # The settings both models share; each subclass adds its own (they rebuild the model in load_run).
+        self.hparams = dict(
+            image_shape=list(image_shape),
+            z_dim=z_dim,
+            g_width=g_width,
+            d_width=d_width,
+            num_classes=num_classes,
+            conditioning=conditioning,
+            critic_norm=critic_norm,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -340,17 +350,7 @@ class DCGAN(_ConvGAN):
         betas: tuple[float, float] = (0.5, 0.999),
     ):
         super().__init__(image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm)
-        self.hparams = dict(
-            image_shape=list(self.generator.image_shape),
-            z_dim=z_dim,
-            g_width=g_width,
-            d_width=d_width,
-            num_classes=num_classes,
-            conditioning=conditioning,
-            critic_norm=critic_norm,
-            lr=lr,
-            betas=list(betas),
-        )
+        self.hparams.update(lr=lr, betas=list(betas))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr, betas = self.hparams["lr"], tuple(self.hparams["betas"])
@@ -468,21 +468,8 @@ class WGAN(_ConvGAN):
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight!r}")
         super().__init__(image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm)
         self.default_steps = self.RECOMMENDED_STEPS[constraint]
-        self.hparams = dict(
-            image_shape=list(self.generator.image_shape),
-            z_dim=z_dim,
-            g_width=g_width,
-            d_width=d_width,
-            num_classes=num_classes,
-            conditioning=conditioning,
-            constraint=constraint,
-            n_critic=n_critic,
-            gp_weight=gp_weight,
-            clip_value=clip_value,
-            optimizer=optimizer,
-            lr=lr,
-            betas=list(betas),
-            critic_norm=critic_norm,
+        self.hparams.update(
+            constraint=constraint, n_critic=n_critic, gp_weight=gp_weight, clip_value=clip_value, optimizer=optimizer, lr=lr, betas=list(betas)
         )
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
