@@ -199,13 +199,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _classifier_measures(spec: dict[str, Any], images, labels) -> dict[str, Any]:
     """Frechet distance to the test split and what the dataset's classifier says about the samples."""
-    from aigc_lab.metrics import class_coverage, classifier_accuracy, feature_classifier, frechet_distance_to_test
+    from aigc_lab.metrics import class_coverage, classifier_accuracy, feature_classifier, frechet_distance_per_class, frechet_distance_to_test
 
     options = {k: v for k, v in spec.items() if k not in ("name", "split")}
     classifier = feature_classifier(spec["name"], **options)
     result: dict[str, Any] = {"frechet_distance_to_test": frechet_distance_to_test(images, spec["name"], classifier=classifier, **options)}
     if int(labels[0]) >= 0:  # a conditional model, asked for every class in turn
         result["conditional_accuracy"] = classifier_accuracy(images, labels, classifier=classifier)
+        result["frechet_distance_per_class"] = frechet_distance_per_class(images, labels, spec["name"], classifier=classifier, **options)
     else:
         coverage = class_coverage(images, classifier=classifier)
         result["classes_covered"] = coverage["classes_covered"]

@@ -65,6 +65,7 @@ def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
     assert main(["eval", str(run), "--n", "100"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["conditional_accuracy"] <= 1 and "classes_covered" not in result
+    assert set(result["frechet_distance_per_class"]) == {str(k) for k in range(10)} | {"mean"}
 
 
 def test_default_steps_come_from_the_model(tmp_path, monkeypatch, capsys):

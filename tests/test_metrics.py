@@ -236,3 +236,19 @@ def test_larger_images_get_the_deeper_recipe_and_steps_are_part_of_the_key(tmp_p
     assert other.cache_path != clf.cache_path
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         feature_classifier("shapes", size=16, steps=0, cache_dir=tmp_path)
+
+
+def test_frechet_distance_per_class_rewards_spread_not_prototypes(trained_classifier, digits):
+    from aigc_lab.metrics import frechet_distance_per_class
+
+    train = digits["train"]
+    real = frechet_distance_per_class(train.images, train.labels, classifier=trained_classifier)
+    assert set(real) == {str(k) for k in range(10)} | {"mean"}
+    # one prototype per class (the class mean, repeated): perfectly "accurate", no spread
+    prototypes = torch.stack([train.images[train.labels == k].mean(0) for k in range(10)])
+    labels = torch.arange(10).repeat_interleave(50)
+    copies = prototypes.repeat_interleave(50, dim=0) + 1e-3 * torch.rand(500, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    collapsed = frechet_distance_per_class(copies.clamp(0, 1), labels, classifier=trained_classifier)
+    assert collapsed["mean"] > 2 * real["mean"]
+    with pytest.raises(ValueError, match="labels must lie in"):
+        frechet_distance_per_class(train.images[:3], torch.tensor([0, 1, 10]), classifier=trained_classifier)
