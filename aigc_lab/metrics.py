@@ -580,15 +580,12 @@ def frechet_distance_per_class(
     whole-set numbers.
     """
     from aigc_lab.data import load_dataset
+    from aigc_lab.models.conditioning import check_labels  # here: aigc_lab.models imports this module
 
     if classifier is None:
         classifier = feature_classifier(dataset, **options)
-    labels = torch.as_tensor(labels)
-    if labels.shape != (len(images),) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"labels must be an integer tensor of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}")
     test = load_dataset(dataset, "test", **options)
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(test.classes)):
-        raise ValueError(f"labels must lie in [0, {len(test.classes) - 1}] (the classes of {dataset!r}), got [{int(labels.min())}, {int(labels.max())}]")
+    labels = check_labels(labels, len(images), len(test.classes))
     result: dict[str, float] = {}
     for k, name in enumerate(test.classes):
         mine, theirs = images[labels == k], test.images[test.labels == k]
