@@ -18,12 +18,13 @@ A sample file is ``np.savez(path, images=float32 N x C x H x W in [0, 1], labels
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
+from typing import Any
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -63,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help='the class to generate, for a conditional model: an index, a class name ("red triangle") or KEY=VALUE pairs '
         "(shape=triangle,colour=red); default: all classes in turn",
     )
+    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale w for a conditional diffusion model (0: none)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device")
 
@@ -116,7 +118,7 @@ def _class_names(spec: dict[str, Any], num_classes: int) -> list[str]:
     return classes if len(classes) == num_classes else [str(k) for k in range(num_classes)]
 
 
-def _sample_images(model, n: int, label: int | None, seed: int):
+def _sample_images(model, n: int, label: int | None, seed: int, **options: Any):
     import torch
 
     if n < 1:
@@ -132,7 +134,7 @@ def _sample_images(model, n: int, label: int | None, seed: int):
     chunks = []
     for start in range(0, n, 500):  # bounded memory for large n
         chunk_labels = labels[start : start + 500] if labels is not None else None
-        chunks.append(model.sample(min(500, n - start), labels=chunk_labels, generator=generator).cpu())
+        chunks.append(model.sample(min(500, n - start), labels=chunk_labels, generator=generator, **options).cpu())
     images = torch.cat(chunks)
     return images, labels if labels is not None else torch.full((n,), -1, dtype=torch.long)
 
@@ -140,9 +142,8 @@ def _sample_images(model, n: int, label: int | None, seed: int):
 def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from aigc_lab.train import load_run
-
     from aigc_lab.models.conditioning import resolve_label
+    from aigc_lab.train import load_run
 
     model, config = load_run(args.run_dir, device=args.device)
     label = None
@@ -151,7 +152,12 @@ def _sample(args: argparse.Namespace) -> int:
         if not num_classes:
             raise ValueError("--label needs a conditional model; this run was trained without --conditional")
         label = resolve_label(args.label, _class_names(config["data"], num_classes))
-    images, labels = _sample_images(model, args.n, label, args.seed)
+    options = {}
+    if args.guidance is not None:
+        if "guidance" not in inspect.signature(model.sample).parameters or not getattr(model, "num_classes", 0):
+            raise ValueError(f"--guidance needs a conditional diffusion model (ddpm trained with --conditional); this run is {config['model']!r}")
+        options["guidance"] = args.guidance
+    images, labels = _sample_images(model, args.n, label, args.seed, **options)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
     print(f"wrote {len(images)} images of shape {tuple(images.shape[1:])} to {args.out}")
@@ -161,7 +167,11 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import time
 
-    from aigc_lab.metrics import nearest_neighbor_distance, pixel_diversity
+    from aigc_lab.metrics import (
+        nearest_neighbor_distance,
+        pixel_diversity,
+        within_class_diversity,
+    )
     from aigc_lab.train import load_run
 
     model, config = load_run(args.run_dir, device=args.device)
@@ -190,6 +200,9 @@ def _eval(args: argparse.Namespace) -> int:
     if test_set is not None:
         result.update(model.evaluate(test_set))
         result["real_test_pixel_diversity"] = pixel_diversity(test_set.images)
+        if int(labels[0]) >= 0:  # a conditional model: how varied are the samples of one class, and the real ones
+            result["within_class_diversity"] = within_class_diversity(images, labels, len(test_set.classes))
+            result["real_test_within_class_diversity"] = within_class_diversity(test_set.images, test_set.labels, len(test_set.classes))
         result["real_test_nn_distance_to_train"] = float(nearest_neighbor_distance(test_set.images, train_set.images).mean())
         if not args.no_fd and len(train_set.classes) > 1:
             result.update(_classifier_measures(spec, images, labels))
@@ -199,7 +212,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _classifier_measures(spec: dict[str, Any], images, labels) -> dict[str, Any]:
     """Frechet distance to the test split and what the dataset's classifier says about the samples."""
-    from aigc_lab.metrics import class_coverage, classifier_accuracy, feature_classifier, frechet_distance_per_class, frechet_distance_to_test
+    from aigc_lab.metrics import (
+        class_coverage,
+        classifier_accuracy,
+        feature_classifier,
+        frechet_distance_per_class,
+        frechet_distance_to_test,
+    )
 
     options = {k: v for k, v in spec.items() if k not in ("name", "split")}
     classifier = feature_classifier(spec["name"], **options)

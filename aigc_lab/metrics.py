@@ -32,14 +32,20 @@ import os
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lab.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from aigc_lab.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_dict_checked,
+    save_checkpoint,
+)
 from aigc_lab.images import check_images
 
 CACHE_ENV = "AIGC_LAB_CACHE"
@@ -580,7 +586,9 @@ def frechet_distance_per_class(
     whole-set numbers.
     """
     from aigc_lab.data import load_dataset
-    from aigc_lab.models.conditioning import check_labels  # here: aigc_lab.models imports this module
+    from aigc_lab.models.conditioning import (
+        check_labels,  # here: aigc_lab.models imports this module
+    )
 
     if classifier is None:
         classifier = feature_classifier(dataset, **options)
@@ -595,6 +603,28 @@ def frechet_distance_per_class(
         raise ValueError("no class has at least two samples and two test images; draw more samples per class")
     result["mean"] = sum(result.values()) / len(result)
     return result
+
+
+def within_class_diversity(images: Tensor, labels: Tensor, num_classes: int | None = None) -> float:
+    r"""How different a conditional model's samples for the same condition are: the mean over classes of :func:`pixel_diversity`.
+
+    .. math::
+
+        \mathrm{div} = \frac{1}{|K|}\sum_{k \in K} \frac{1}{D}\sum_{d=1}^{D} \mathrm{std}\{x_{n,d} : y_n = k\},
+
+    over the classes :math:`K` with at least two images. A model that draws one prototype per
+    class scores 0; compare with the same number on real images of each class (e.g. the test
+    split). Guidance (chapter 4) trades this away for accuracy.
+    """
+    check_images(images)
+    labels = torch.as_tensor(labels)
+    if labels.shape != (len(images),) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels must be an integer tensor of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}")
+    classes = range(num_classes) if num_classes is not None else torch.unique(labels).tolist()
+    values = [pixel_diversity(images[labels == k]) for k in classes if int((labels == k).sum()) >= 2]
+    if not values:
+        raise ValueError("no class has at least two images; draw more samples per class")
+    return sum(values) / len(values)
 
 
 def real_vs_real_frechet(

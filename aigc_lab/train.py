@@ -31,9 +31,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -41,7 +42,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aigc_lab import runtime
-from aigc_lab.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked, save_checkpoint
+from aigc_lab.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_dict_checked,
+    save_checkpoint,
+)
 
 T = TypeVar("T")
 
@@ -315,6 +321,12 @@ def fit(
         state = load_checkpoint(ckpt_path, map_location=dev)
         if state.get("model_name") != model.name:
             raise CheckpointError(f"{ckpt_path} holds a {state.get('model_name')!r} model, not {model.name!r}; use another run_dir or resume=False")
+        saved = json.loads(json.dumps(state.get("hparams", model.hparams)))  # lists and tuples compare alike
+        wanted = json.loads(json.dumps(model.hparams))
+        if saved != wanted:
+            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            detail = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in changed)
+            raise CheckpointError(f"{ckpt_path} holds a {model.name!r} model with other settings ({detail}); use another run_dir or resume=False")
         load_state_dict_checked(model, state["model"], what="model", path=ckpt_path)
         for name, opt in optimizers.items():
             if name not in state["optimizers"]:

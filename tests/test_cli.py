@@ -66,6 +66,23 @@ def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["conditional_accuracy"] <= 1 and "classes_covered" not in result
     assert set(result["frechet_distance_per_class"]) == {str(k) for k in range(10)} | {"mean"}
+    assert result["within_class_diversity"] >= 0 and result["real_test_within_class_diversity"] > 0
+    assert main(["sample", str(run), "--n", "7", "--out", str(out), "--guidance", "2"]) == 2
+    assert "--guidance needs a conditional diffusion model" in capsys.readouterr().err
+
+
+def test_guidance_reaches_a_conditional_diffusion_model(tmp_path, capsys):
+    run = tmp_path / "cfg"
+    train = ["train", "ddpm", "--data", "digits", "--conditional", "--steps", "2", "--run-dir", str(run)]
+    assert main([*train, "--param", "base_channels=8", "--param", "sample_steps=3"]) == 0
+    outs = {}
+    for w in ("0", "3"):
+        outs[w] = tmp_path / f"w{w}.npz"
+        assert main(["sample", str(run), "--n", "4", "--out", str(outs[w]), "--label", "7", "--guidance", w]) == 0
+    a, b = np.load(outs["0"])["images"], np.load(outs["3"])["images"]
+    assert (np.load(outs["3"])["labels"] == 7).all()
+    # two steps of training: the label has barely moved the network, but it must move the samples
+    assert not np.array_equal(a, b), "the same seed with another guidance scale draws other images"
 
 
 def test_default_steps_come_from_the_model(tmp_path, monkeypatch, capsys):

@@ -252,3 +252,22 @@ def test_frechet_distance_per_class_rewards_spread_not_prototypes(trained_classi
     assert collapsed["mean"] > 2 * real["mean"]
     with pytest.raises(ValueError, match="labels must lie in"):
         frechet_distance_per_class(train.images[:3], torch.tensor([0, 1, 10]), classifier=trained_classifier)
+
+
+def test_within_class_diversity_is_the_mean_of_per_class_pixel_std(digits):
+    from aigc_lab.metrics import pixel_diversity, within_class_diversity
+
+    train = digits["train"]
+    expected = sum(pixel_diversity(train.images[train.labels == k]) for k in range(10)) / 10
+    assert within_class_diversity(train.images, train.labels) == pytest.approx(expected)
+    # within a class there is less spread than across classes
+    assert within_class_diversity(train.images, train.labels) < pixel_diversity(train.images)
+    # one image per class, repeated: no spread at all
+    prototypes = torch.stack([train.images[train.labels == k][0] for k in range(10)]).repeat(5, 1, 1, 1)
+    assert within_class_diversity(prototypes, torch.arange(10).repeat(5)) == 0.0
+    # a class with a single image is left out; none with two is an error
+    assert within_class_diversity(prototypes[:11], torch.arange(11) % 10, num_classes=10) == 0.0
+    with pytest.raises(ValueError, match="at least two images"):
+        within_class_diversity(train.images[:3], torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="labels must be an integer tensor"):
+        within_class_diversity(train.images[:3], torch.tensor([0.0, 1.0, 2.0]))

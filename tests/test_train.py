@@ -79,8 +79,18 @@ def test_resume_refuses_a_different_model(tmp_path, tiny_images):
     fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
     with pytest.raises(CheckpointError, match="holds a 'wgan-gp-mlp' model"):
         fit(MSEGenerator(image_shape=(1, 4, 4)), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="other settings .*hidden"):
         fit(WGANGP(image_shape=(1, 4, 4), z_dim=4, hidden=32), tiny_images, tmp_path, TrainConfig(steps=3, batch_size=16), device="cpu")
+
+
+def test_resume_refuses_the_same_model_with_other_settings(tmp_path, tiny_images):
+    fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu")
+    changed = _wgan()
+    changed.hparams["lr"] = 123.0  # same weights' shapes, another optimiser setting
+    with pytest.raises(CheckpointError, match=r"other settings \(lr: .* there, 123.0 here\)"):
+        fit(changed, tiny_images, tmp_path, TrainConfig(steps=3, batch_size=16), device="cpu")
+    # the unchanged model resumes (a finished run: nothing to do)
+    assert fit(_wgan(), tiny_images, tmp_path, TrainConfig(steps=2, batch_size=16), device="cpu").steps == 2
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path, tiny_images):

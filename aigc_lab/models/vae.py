@@ -310,13 +310,21 @@ class VAE(TrainableModel):
             raise ValueError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-        probs = self.decoder.level_probs(self.decoder(z, self._labels(labels, len(z), z.device)))  # (N, D, levels)
-        if mode == "mean":
-            values = probs @ torch.arange(self.levels, device=z.device, dtype=probs.dtype)  # (N, D)
-        else:
-            u = _noise(torch.rand, (*probs.shape[:-1], 1), probs, generator)  # (N, D, 1)
-            values = (probs.cumsum(-1) < u).sum(-1).clamp(max=self.levels - 1).float()  # inverse CDF, (N, D)
-        return self._images(values)
+        labels = self._labels(labels, len(z), z.device)
+        # Every pixel's probabilities of every level, (n, D, levels), in chunks of images: with 256
+        # levels of 768 colour pixels a thousand images at once would need gigabytes.
+        chunk = max(1, 2**22 // (math.prod(self.image_shape) * self.levels))
+        values = []
+        for start in range(0, len(z), chunk):
+            part = slice(start, start + chunk)
+            probs = self.decoder.level_probs(self.decoder(z[part], None if labels is None else labels[part]))
+            if mode == "mean":
+                mean = probs @ torch.arange(self.levels, device=z.device, dtype=probs.dtype)  # (n, D)
+                values.append(mean.clamp(0, self.levels - 1))  # probabilities sum to 1 only up to rounding
+            else:
+                u = _noise(torch.rand, (*probs.shape[:-1], 1), probs, generator)  # (n, D, 1)
+                values.append((probs.cumsum(-1) < u).sum(-1).clamp(max=self.levels - 1).float())  # inverse CDF, (n, D)
+        return self._images(torch.cat(values) if values else z.new_zeros(0, math.prod(self.image_shape)))
 
     @inference
     def reconstruct(self, x: Tensor, labels: Tensor | None = None, *, mode: str = "mean") -> Tensor:

@@ -1,0 +1,202 @@
+"""The settings chapter 4 trains its conditional models with, in one place.
+
+Several pages train the same model on the same data (chapter 4's sections, and its closing
+comparison, which measures them all side by side). Each page calls :func:`train_recipe` with a
+name from :data:`CONDITIONAL_RECIPES`; the run directory is named after the recipe, and
+:func:`aigc_lab.train.fit` resumes a finished run instead of training it again, so a model trained
+on one page is loaded, not retrained, on the next, and each page still runs on its own.
+
+A recipe is the model's name and settings, the training steps (full mode), and the keyword
+arguments its ``sample`` method is called with (for example the guidance scale). The numbers
+of training steps were chosen so that each model trains in at most five minutes on two CPU cores
+(measured without other load: per step, 0.05 s for the digits cGAN, 0.11 s for the digits
+diffusion model, 0.16 s for the shapes cGAN, 0.05 s for the shapes VAE and 0.28 s for the
+shapes diffusion model).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aigc_lab import runtime
+from aigc_lab.data import load_dataset
+from aigc_lab.models import build_model
+from aigc_lab.train import History, TrainableModel, TrainConfig, fit
+
+#: the data each recipe is trained on: dataset name and loader options
+DATASETS: dict[str, dict[str, Any]] = {
+    "digits": {"name": "digits"},
+    "shapes": {"name": "shapes", "size": 16},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one conditional model is trained and sampled in the book."""
+
+    label: str  # how tables and figures name it
+    data: str  # a key of DATASETS
+    model: str  # a name in aigc_lab.models.MODELS
+    hparams: dict[str, Any] = field(default_factory=dict)  # without image_shape and num_classes: the data sets them
+    steps: int = 1500  # full mode
+    quick_steps: int = 60  # AIGC_LAB_QUICK=1
+    sample: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of model.sample
+    quick_sample: dict[str, Any] = field(default_factory=dict)  # what quick mode changes in them
+
+    def sample_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``model.sample`` in this mode (quick mode: e.g. fewer sampler steps)."""
+        return {**self.sample, **runtime.budget({}, self.quick_sample)}
+
+
+CONDITIONAL_RECIPES: dict[str, Recipe] = {
+    # The source's L_cGAN with a gradient penalty, the label entering in three ways (section 4.1).
+    "digits-cgan-concat": Recipe("cWGAN-GP, concat", "digits", "wgan", {"conditioning": "concat"}, 3000),
+    "digits-cgan-embedding": Recipe("cWGAN-GP, embedding", "digits", "wgan", {"conditioning": "embedding"}, 3000),
+    "digits-cgan-projection": Recipe("cWGAN-GP, projection", "digits", "wgan", {"conditioning": "projection"}, 3000),
+    # The conditional VAE (section 4.2).
+    "digits-cvae": Recipe("conditional VAE", "digits", "vae", {}, 4000, 200),
+    # Classifier-free guided diffusion (section 4.3); the guidance scale is the sampler's.
+    "digits-cfg": Recipe("CFG diffusion", "digits", "ddpm", {}, 1500, 60, {"method": "ddim", "steps": 50, "guidance": 1.0}, {"steps": 10}),
+    # The same families on the 30 shape-and-colour classes at 16 x 16.
+    "shapes-cgan-projection": Recipe("cWGAN-GP, projection", "shapes", "wgan", {"conditioning": "projection"}, 1700, 40),
+    "shapes-cvae": Recipe("conditional VAE", "shapes", "vae", {"levels": 256}, 4000, 100),
+    "shapes-cfg": Recipe("CFG diffusion", "shapes", "ddpm", {}, 1000, 30, {"method": "ddim", "steps": 50, "guidance": 1.0}, {"steps": 10}),
+}
+
+
+def dataset_classifier(dataset: str):
+    """The feature classifier that judges samples of ``dataset`` (a key of :data:`DATASETS`).
+
+    :func:`aigc_lab.metrics.feature_classifier` with the dataset's options; in quick mode the
+    shapes classifier trains for 400 steps instead of its recipe's 3,000 (a rougher judge, cached
+    apart from the real one), so that a fresh machine runs the chapter's notebooks in minutes.
+    """
+    from aigc_lab.metrics import feature_classifier
+
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; chapter 4 uses: {', '.join(DATASETS)}")
+    spec = dict(DATASETS[dataset])
+    name = spec.pop("name")
+    steps = runtime.budget(None, 400) if name == "shapes" else None
+    return feature_classifier(name, steps=steps, **spec)
+
+
+def recipe_data(recipe: Recipe | str, split: str = "train"):
+    """The dataset a recipe trains on (``split="train"``) or is measured against."""
+    recipe = _recipe(recipe)
+    spec = dict(DATASETS[recipe.data])
+    return load_dataset(spec.pop("name"), split, **spec)
+
+
+def build_recipe_model(recipe: Recipe | str) -> TrainableModel:
+    """The recipe's model, untrained, sized for its data (image shape and number of classes)."""
+    recipe = _recipe(recipe)
+    train = recipe_data(recipe)
+    return build_model(recipe.model, image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes), **recipe.hparams)
+
+
+def train_recipe(
+    name: str,
+    runs_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    eval_fn: Callable[[TrainableModel], dict[str, float]] | None = None,
+    eval_every: int = 0,
+) -> tuple[TrainableModel, History]:
+    """Train the recipe ``name`` into ``runs_dir/name`` (or load it, when a finished run is there).
+
+    ``steps`` defaults to the recipe's full or quick number (:func:`aigc_lab.runtime.budget`);
+    ``eval_fn`` and ``eval_every`` are :func:`aigc_lab.train.fit`'s (measurements during training).
+    Returns the model, in eval mode, and the :class:`~aigc_lab.train.History` of its run, whose
+    ``train_seconds`` is the time the training took when it ran.
+    """
+    recipe = _recipe(name)
+    steps = runtime.budget(recipe.steps, recipe.quick_steps) if steps is None else steps
+    import torch
+
+    torch.manual_seed(seed)
+    model = build_recipe_model(recipe)
+    train = recipe_data(recipe)
+    history = fit(
+        model,
+        train,
+        Path(runs_dir) / name,
+        TrainConfig(steps=steps, seed=seed, checkpoint_every=500, eval_every=eval_every),
+        data_spec=dict(DATASETS[recipe.data]),
+        eval_fn=eval_fn,
+    )
+    return model.eval(), history
+
+
+def _recipe(recipe: Recipe | str) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in CONDITIONAL_RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(CONDITIONAL_RECIPES)}")
+    return CONDITIONAL_RECIPES[recipe]
+
+
+def measure_conditional(
+    model: TrainableModel,
+    recipe: Recipe | str,
+    *,
+    per_class: int | None = None,
+    seed: int = 0,
+    classifier=None,
+    **sample_options: Any,
+) -> dict[str, Any]:
+    """Draw ``per_class`` samples for every label and measure them as chapter 4's tables do.
+
+    ``sample_options`` override the recipe's (e.g. ``guidance=3.0``). ``per_class`` defaults to
+    100 for 10 classes and 34 for 30 (about 1,000 samples in all; a tenth in quick mode). Returns
+
+    * ``accuracy``: :func:`aigc_lab.metrics.classifier_accuracy` with the asked-for labels;
+    * ``fd_per_class``: mean of :func:`aigc_lab.metrics.frechet_distance_per_class`;
+    * ``diversity`` and ``real_diversity``: :func:`aigc_lab.metrics.within_class_diversity` of the
+      samples and of the real test images;
+    * ``sample_s_per_1000``: the sampling time, scaled to 1,000 images;
+    * for ``shapes``, ``shape_accuracy`` and ``colour_accuracy``: each attribute on its own;
+    * ``images`` and ``labels``: the samples themselves, for figures.
+    """
+    import torch
+
+    from aigc_lab.metrics import classifier_accuracy, frechet_distance_per_class, within_class_diversity
+
+    recipe = _recipe(recipe)
+    spec = dict(DATASETS[recipe.data])
+    name = spec.pop("name")
+    test = recipe_data(recipe, "test")
+    k = len(test.classes)
+    per_class = per_class or max(2, round(runtime.budget(1000, 100) / k))
+    classifier = classifier if classifier is not None else dataset_classifier(recipe.data)
+    labels = torch.arange(k).repeat(per_class)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        images = torch.cat([
+            model.sample(len(part), labels=part, generator=generator, **{**recipe.sample_options(), **sample_options}).cpu()
+            for part in labels.split(500)
+        ])
+    seconds = time.perf_counter() - start
+    result: dict[str, Any] = {
+        "accuracy": classifier_accuracy(images, labels, classifier=classifier),
+        "fd_per_class": frechet_distance_per_class(images, labels, name, classifier=classifier, **spec)["mean"],
+        "diversity": within_class_diversity(images, labels, k),
+        "real_diversity": within_class_diversity(test.images, test.labels, k),
+        "sample_s_per_1000": seconds * 1000 / len(labels),
+    }
+    if name == "shapes":
+        from aigc_lab.data.shapes import COLOUR_NAMES
+
+        predicted = classifier.predict(images)
+        n_colours = len(COLOUR_NAMES)
+        result["shape_accuracy"] = float((predicted // n_colours == labels // n_colours).double().mean())
+        result["colour_accuracy"] = float((predicted % n_colours == labels % n_colours).double().mean())
+    result["images"], result["labels"] = images, labels
+    return result

@@ -1,0 +1,73 @@
+"""Chapter 4's shared recipes: one definition per model, trained once, measured the same way."""
+
+import pytest
+import torch
+
+from aigc_lab import recipes
+from aigc_lab.metrics import feature_classifier
+from aigc_lab.recipes import CONDITIONAL_RECIPES, build_recipe_model, measure_conditional, recipe_data, train_recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digits_classifier(tmp_path_factory):
+    return feature_classifier("digits", cache_dir=tmp_path_factory.mktemp("classifiers"), steps=200)
+
+
+def test_every_recipe_builds_a_conditional_model_sized_for_its_data():
+    for name, recipe in CONDITIONAL_RECIPES.items():
+        model = build_recipe_model(name)
+        train = recipe_data(name)
+        assert model.num_classes == len(train.classes), name
+        assert tuple(model.hparams["image_shape"]) == tuple(train.images.shape[1:]), name
+        assert name.startswith(recipe.data)
+    assert len(recipe_data("shapes-cvae").classes) == 30 and recipe_data("shapes-cvae").images.shape[-1] == 16
+
+
+def test_a_finished_run_is_loaded_not_trained_again(tmp_path):
+    model, history = train_recipe("digits-cgan-projection", tmp_path, steps=3)
+    assert history.steps == 3 and (tmp_path / "digits-cgan-projection" / "checkpoint.pt").is_file()
+    again, history_again = train_recipe("digits-cgan-projection", tmp_path, steps=3)
+    assert history_again.train_seconds == pytest.approx(history.train_seconds)  # no new training time
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert not again.training
+
+
+def test_measure_conditional_reports_what_the_tables_show(tmp_path, digits_classifier):
+    model, _ = train_recipe("digits-cgan-concat", tmp_path, steps=2)
+    m = measure_conditional(model, "digits-cgan-concat", per_class=5, classifier=digits_classifier)
+    assert m["images"].shape == (50, 1, 8, 8) and torch.equal(m["labels"], torch.arange(10).repeat(5))
+    assert 0 <= m["accuracy"] <= 1 and m["fd_per_class"] > 0 and m["sample_s_per_1000"] > 0
+    assert 0 <= m["diversity"] and 0 < m["real_diversity"] < 0.5
+    assert "shape_accuracy" not in m
+    # the same seed draws the same samples
+    again = measure_conditional(model, "digits-cgan-concat", per_class=5, classifier=digits_classifier)
+    assert torch.equal(again["images"], m["images"])
+
+
+def test_shapes_measures_split_shape_and_colour(tmp_path, monkeypatch):
+    model, _ = train_recipe("shapes-cvae", tmp_path, steps=2)
+    test = recipe_data("shapes-cvae", "test")
+
+    class Oracle:  # predicts the class asked for, with the colour always wrong: shape right, colour wrong
+        num_classes = 30
+
+        def predict(self, images):
+            return (Oracle.asked // 6) * 6 + (Oracle.asked % 6 + 1) % 6
+
+        def features(self, images, name=None):
+            return images.flatten(1)[:, :8].double()
+
+    Oracle.asked = torch.arange(30).repeat(2)
+    m = measure_conditional(model, "shapes-cvae", per_class=2, classifier=Oracle())
+    assert m["shape_accuracy"] == 1.0 and m["colour_accuracy"] == 0.0 and m["accuracy"] == 0.0
+    assert len(test.classes) == 30
+
+
+def test_unknown_names_are_explained():
+    with pytest.raises(ValueError, match="unknown recipe 'digits-gan'; known recipes: digits-cgan-concat"):
+        train_recipe("digits-gan", "runs")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        recipes.dataset_classifier("mnist")
