@@ -212,4 +212,3 @@ def test_nonsaturating_losses_are_what_the_models_minimise():
     logits = torch.tensor([0.0])
     assert nonsaturating_discriminator_loss(logits, logits).item() == pytest.approx(2 * torch.log(torch.tensor(2.0)).item())
     assert nonsaturating_generator_loss(logits).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
-
