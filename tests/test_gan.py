@@ -212,3 +212,21 @@ def test_nonsaturating_losses_are_what_the_models_minimise():
     logits = torch.tensor([0.0])
     assert nonsaturating_discriminator_loss(logits, logits).item() == pytest.approx(2 * torch.log(torch.tensor(2.0)).item())
     assert nonsaturating_generator_loss(logits).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "embedding", "projection"])
+def test_the_conditional_critic_estimates_the_source_l_cgan(conditioning):
+    # L_cGAN = E[D(x, y)] - E[D(G(z, y), y)]: real images scored with their own labels, generated
+    # ones with the labels they were generated for (the same labels, paired).
+    model = make(WGAN, {"constraint": "none", "n_critic": 1, "num_classes": K, "conditioning": conditioning})
+    x, y = batch()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        fake = model.generator(torch.randn(len(y), model.generator.z_dim), y)
+        expected = model.critic(x * 2 - 1, y).mean() - model.critic(fake, y).mean()
+        # scoring the generated images with other labels gives another number: the pairing matters
+        mispaired = model.critic(x * 2 - 1, y).mean() - model.critic(fake, (y + 1) % K).mean()
+    assert mispaired.item() != pytest.approx(expected.item(), rel=1e-4)
+    torch.manual_seed(5)  # the step draws the same noise
+    metrics = model.training_step((x, y), context(model))
+    assert metrics["wasserstein"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
