@@ -499,6 +499,14 @@ def _random_shift(images: Tensor, max_shift: int, generator: torch.Generator) ->
 # ---------------------------------------------------------------- what the classifier sees
 
 
+def _integer_labels(labels: Tensor, n: int) -> Tensor:
+    """``labels`` as a tensor, checked to be ``n`` integers (one per image)."""
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+    return labels
+
+
 def classifier_accuracy(images: Tensor, labels: Tensor, *, classifier: FeatureClassifier) -> float:
     r"""The share of images the classifier assigns to their label: :math:`rac{1}{N}\sum_n [\hat y(x_n) = y_n]`.
 
@@ -506,9 +514,7 @@ def classifier_accuracy(images: Tensor, labels: Tensor, *, classifier: FeatureCl
     often it draws the right class (the "classification accuracy" of conditional GAN papers,
     e.g. Odena et al., 2017); real held-out images give the ceiling.
     """
-    labels = torch.as_tensor(labels)
-    if labels.shape != (len(images),) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"labels must be an integer tensor of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}")
+    labels = _integer_labels(labels, len(images))
     predicted = classifier.predict(images)
     return float((predicted == labels.cpu().long()).double().mean())
 
@@ -617,9 +623,7 @@ def within_class_diversity(images: Tensor, labels: Tensor, num_classes: int | No
     split). Guidance (chapter 4) trades this away for accuracy.
     """
     check_images(images)
-    labels = torch.as_tensor(labels)
-    if labels.shape != (len(images),) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"labels must be an integer tensor of shape ({len(images)},), got {labels.dtype} {tuple(labels.shape)}")
+    labels = _integer_labels(labels, len(images))
     classes = range(num_classes) if num_classes is not None else torch.unique(labels).tolist()
     values = [pixel_diversity(images[labels == k]) for k in classes if int((labels == k).sum()) >= 2]
     if not values:

@@ -96,7 +96,10 @@ def recipe_data(recipe: Recipe | str, split: str = "train"):
 def build_recipe_model(recipe: Recipe | str) -> TrainableModel:
     """The recipe's model, untrained, sized for its data (image shape and number of classes)."""
     recipe = _recipe(recipe)
-    train = recipe_data(recipe)
+    return _build(recipe, recipe_data(recipe))
+
+
+def _build(recipe: Recipe, train) -> TrainableModel:
     return build_model(recipe.model, image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes), **recipe.hparams)
 
 
@@ -120,9 +123,9 @@ def train_recipe(
     steps = runtime.budget(recipe.steps, recipe.quick_steps) if steps is None else steps
     import torch
 
+    train = recipe_data(recipe)  # loaded once: it sizes the model and is trained on
     torch.manual_seed(seed)
-    model = build_recipe_model(recipe)
-    train = recipe_data(recipe)
+    model = _build(recipe, train)
     history = fit(
         model,
         train,
