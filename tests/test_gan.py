@@ -230,3 +230,48 @@ def test_the_conditional_critic_estimates_the_source_l_cgan(conditioning):
     torch.manual_seed(5)  # the step draws the same noise
     metrics = model.training_step((x, y), context(model))
     assert metrics["wasserstein"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+
+
+def test_the_auxiliary_classifier_terms_are_cross_entropies_of_the_critic_logits():
+    # AC-GAN (Odena et al., 2017): the critic adds CE(C(phi(x)), y) on real images, the generator
+    # CE(C(phi(G(z, y))), y) on its own; both logged, and the source's estimate is unchanged.
+    model = make(WGAN, {"constraint": "none", "n_critic": 1, "num_classes": K, "conditioning": "projection", "aux_weight": 0.5})
+    x, y = batch()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        fake = model.generator(torch.randn(len(y), model.generator.z_dim), y)
+        real_scores, real_logits = model.critic.score_and_logits(x * 2 - 1, y)
+        expected_distance = real_scores.mean() - model.critic(fake, y).mean()
+        expected_aux = torch.nn.functional.cross_entropy(real_logits, y)
+        # the classifier reads phi(x), which has not seen the label: its logits do not depend on y
+        assert torch.equal(model.critic.score_and_logits(x * 2 - 1, (y + 1) % K)[1], real_logits)
+    torch.manual_seed(5)
+    metrics = model.training_step((x, y), context(model))
+    assert metrics["wasserstein"].item() == pytest.approx(expected_distance.item(), rel=1e-5, abs=1e-6)
+    assert metrics["aux_real"].item() == pytest.approx(expected_aux.item(), rel=1e-5)
+    assert metrics["critic"].item() == pytest.approx((-expected_distance + 0.5 * expected_aux).item(), rel=1e-5, abs=1e-6)
+    assert metrics["aux_fake"].item() > 0
+
+
+def test_the_shapes_options_change_the_networks_and_are_stored_only_when_used():
+    plain = make(WGAN, {"num_classes": K})
+    for key in ("aux_weight", "g_full_res", "d_full_res", "critic_lr"):
+        assert key not in plain.hparams  # runs saved before these options existed load unchanged
+    model = make(WGAN, {"num_classes": K, "aux_weight": 1.0, "g_full_res": 1, "d_full_res": 1, "critic_lr": 1e-3})
+    assert model.hparams["aux_weight"] == 1.0 and model.hparams["critic_lr"] == 1e-3
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in plain.parameters())
+    optimizers = model.configure_optimizers()
+    assert optimizers["critic"].param_groups[0]["lr"] == 1e-3
+    assert optimizers["generator"].param_groups[0]["lr"] == model.hparams["lr"]
+    full_res = [m for m in model.critic.phi if isinstance(m, torch.nn.Conv2d) and m.stride == (1, 1) and m.kernel_size == (3, 3)]
+    assert len(full_res) == 2  # the new full-resolution layer and the existing one at 4 x 4
+    with pytest.raises(ValueError, match="aux_weight must be a number >= 0"):
+        WGAN(num_classes=K, aux_weight=-1.0)
+    with pytest.raises(ValueError, match="needs labels"):
+        WGAN(aux_weight=1.0)
+    with pytest.raises(ValueError, match="conditioning='concat'"):
+        WGAN(num_classes=K, conditioning="concat", aux_weight=1.0)
+    with pytest.raises(ValueError, match="g_full_res must be an integer >= 0"):
+        WGAN(g_full_res=-1)
+    with pytest.raises(ValueError, match="critic_lr must be a positive number"):
+        WGAN(critic_lr=0.0)

@@ -47,6 +47,10 @@ to feed :math:`y` in, ``conditioning``:
   Its generator takes the label as a learned embedding concatenated to :math:`z` (the paper uses
   conditional batch norm; the embedding is simpler and was enough on the digits).
 
+:class:`WGAN` can add AC-GAN's auxiliary classification term to both losses (``aux_weight``), give
+the critic a larger learning rate (``critic_lr``) and layers at full resolution (``d_full_res``):
+see its docstring.
+
 **Architecture** (any ``image_shape = (C, H, W)`` with :math:`H = W` a power of two, at least 8).
 Generator: ``linear -> 4 x 4 map -> [transposed conv 4x4 stride 2, batch norm, ReLU] per doubling
 -> conv 3x3 -> tanh``, as in DCGAN. Critic: ``[conv 4x4 stride 2, norm, LeakyReLU] per halving down
@@ -148,6 +152,7 @@ class ConvGenerator(nn.Module):
         width: int = 32,
         num_classes: int = 0,
         conditioning: str = "projection",
+        full_res_layers: int = 0,
     ):
         super().__init__()
         self.image_shape = check_image_shape(image_shape)
@@ -170,6 +175,8 @@ class ConvGenerator(nn.Module):
         blocks = []
         for c_in, c_out in itertools.pairwise(channels):
             blocks += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        for _ in range(full_res_layers):  # optional 3x3 layers at full resolution, to draw sharper outlines
+            blocks += [nn.Conv2d(channels[-1], channels[-1], 3, padding=1, bias=False), nn.BatchNorm2d(channels[-1]), nn.ReLU()]
         self.blocks = nn.Sequential(*blocks)
         # A 3x3 convolution at full resolution smooths the checkerboard that stride-2 transposed
         # convolutions leave (Odena et al., 2016, "Deconvolution and Checkerboard Artifacts").
@@ -218,6 +225,8 @@ class ConvCritic(nn.Module):
         num_classes: int = 0,
         conditioning: str = "projection",
         norm: str = "layer",
+        aux_classifier: bool = False,
+        full_res_layers: int = 0,
     ):
         super().__init__()
         self.image_shape = check_image_shape(image_shape)
@@ -230,7 +239,11 @@ class ConvCritic(nn.Module):
         bias = norm == "none"  # a norm layer subtracts the mean, which would cancel a bias (zero gradient)
         # The first layer downsamples at once: full-resolution layers cost the most on a CPU,
         # and no norm there, as in DCGAN.
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = []
+        for _ in range(full_res_layers):  # optional 3x3 layers at full resolution, where the outlines are
+            layers += [nn.Conv2d(in_channels, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
+            in_channels = channels[0]
+        layers += [nn.Conv2d(in_channels, channels[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         for c_in, c_out in itertools.pairwise(channels[:-1]):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=bias), _norm(norm, c_out), nn.LeakyReLU(0.2)]
         # One more convolution at 4 x 4 gives depth where it is cheap.
@@ -245,8 +258,14 @@ class ConvCritic(nn.Module):
         else:
             self.joint = None
         self.psi = nn.Linear(features, 1)
+        # AC-GAN's auxiliary classifier (Odena et al., 2017): class logits read from phi(x).
+        self.classify = nn.Linear(features, num_classes) if num_classes and aux_classifier else None
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.score_and_logits(x, labels)[0]
+
+    def score_and_logits(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The score ``D(x, y)`` ``(N,)`` and the auxiliary classifier's logits ``(N, K)`` (``None`` without one), from one pass."""
         check_images(x, name="critic input", value_range=None, channels=self.image_shape[0], size=self.image_shape[1:])
         labels = check_labels(labels, x.shape[0], self.num_classes)
         if labels is not None:
@@ -254,19 +273,30 @@ class ConvCritic(nn.Module):
         if labels is not None and self.conditioning == "concat":
             onehot = F.one_hot(labels, self.num_classes).to(x.dtype)  # (N, K)
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)  # (N, C + K, H, W)
-        h = self.phi(x)  # (N, features)
+        h = phi = self.phi(x)  # (N, features)
         if labels is not None and self.conditioning == "embedding":
             h = self.joint(torch.cat([h, self.embed(labels)], dim=1))
         score = self.psi(h)[:, 0]  # (N,)
         if labels is not None and self.conditioning == "projection":
             score = score + (self.embed(labels) * h).sum(dim=1)  # + <e(y), phi(x)>
-        return score
+        return score, (self.classify(phi) if self.classify is not None else None)  # from phi(x), which has not seen y
 
 
 class _ConvGAN(TrainableModel):
     """Shared by :class:`DCGAN` and :class:`WGAN`: the two networks, the noise and the sampler."""
 
-    def __init__(self, image_shape, z_dim: int, g_width: int, d_width: int, num_classes: int, conditioning: str, critic_norm: str):
+    def __init__(
+        self,
+        image_shape,
+        z_dim: int,
+        g_width: int,
+        d_width: int,
+        num_classes: int,
+        conditioning: str,
+        critic_norm: str,
+        aux_classifier: bool = False,
+        full_res_layers: tuple[int, int] = (0, 0),
+    ):
         super().__init__()
         image_shape = check_image_shape(image_shape)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -275,8 +305,8 @@ class _ConvGAN(TrainableModel):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         _check_choice("conditioning", conditioning, CONDITIONINGS)
-        self.generator = ConvGenerator(image_shape, z_dim, g_width, num_classes, conditioning)
-        self.critic = ConvCritic(image_shape, d_width, num_classes, conditioning, critic_norm)
+        self.generator = ConvGenerator(image_shape, z_dim, g_width, num_classes, conditioning, full_res_layers[0])
+        self.critic = ConvCritic(image_shape, d_width, num_classes, conditioning, critic_norm, aux_classifier, full_res_layers[1])
         # The settings both models share; each subclass adds its own (they rebuild the model in load_run).
         self.hparams = dict(
             image_shape=list(image_shape),
@@ -417,6 +447,22 @@ class WGAN(_ConvGAN):
     ``n_critic``, ``optimizer``, ``lr``, ``betas`` and ``critic_norm`` left as ``None`` take the constraint's
     defaults in :data:`WGAN_DEFAULTS`; the values used are stored in ``hparams``.
 
+    Options that help the critic of a conditional GAN learn what tells the classes apart (chapter 4
+    uses them on ``shapes``, where the outline decides the class; each is stored in ``hparams``
+    only when used, so older runs load unchanged):
+
+    * ``aux_weight`` :math:`\alpha > 0`: the auxiliary classifier of AC-GAN (Odena et al., 2017,
+      "Conditional Image Synthesis with Auxiliary Classifier GANs", arXiv:1610.09585), a linear
+      head :math:`C` on :math:`\phi(x)` (before the label enters). The critic minimises
+      :math:`-L_{cGAN} + \lambda\,\mathrm{GP} + \alpha\,\mathrm{CE}(C(\phi(x)), y)` on real images,
+      the generator :math:`-\mathbb{E}[D(G(z, y), y)] + \alpha\,\mathrm{CE}(C(\phi(G(z, y))), y)`.
+      Logged as ``aux_real`` and ``aux_fake``. Not with ``conditioning="concat"``, whose critic
+      reads the label from its input.
+    * ``critic_lr``: the critic's own learning rate (default ``lr``); a larger one is the two
+      time-scale update rule of Heusel et al. (2017, arXiv:1706.08500).
+    * ``g_full_res``, ``d_full_res``: extra 3x3 layers at full resolution in the generator and in
+      the critic (which otherwise halves the image in its first layer).
+
     Logged: ``wasserstein`` (the critic's estimate :math:`\mathbb{E}[D(x)] - \mathbb{E}[D(G(z))]`,
     as in :class:`aigc_lab.models.mlp.WGANGP`), ``critic`` (its whole loss), ``generator``,
     ``gradient_penalty`` (``"gp"`` only) and ``critic_scale`` :math:`\mathbb{E}|D(x)|`, the size of
@@ -445,6 +491,10 @@ class WGAN(_ConvGAN):
         lr: float | None = None,
         betas: tuple[float, float] | None = None,
         critic_norm: str | None = None,
+        aux_weight: float = 0.0,
+        g_full_res: int = 0,
+        d_full_res: int = 0,
+        critic_lr: float | None = None,
     ):
         _check_choice("constraint", constraint, CONSTRAINTS)
         defaults = WGAN_DEFAULTS[constraint]
@@ -466,21 +516,45 @@ class WGAN(_ConvGAN):
             raise ValueError(f"clip_value must be > 0, got {clip_value!r}")
         if not gp_weight >= 0:
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight!r}")
-        super().__init__(image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm)
+        if not (isinstance(aux_weight, (int, float)) and not isinstance(aux_weight, bool) and aux_weight >= 0):
+            raise ValueError(f"aux_weight must be a number >= 0 (0: no auxiliary classifier), got {aux_weight!r}")
+        for name, value in (("g_full_res", g_full_res), ("d_full_res", d_full_res)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (extra 3x3 layers at full resolution), got {value!r}")
+        if critic_lr is not None and not (isinstance(critic_lr, (int, float)) and not isinstance(critic_lr, bool) and critic_lr > 0):
+            raise ValueError(f"critic_lr must be a positive number or None (None: the same as lr), got {critic_lr!r}")
+        if aux_weight and not num_classes:
+            raise ValueError("aux_weight > 0 needs labels to classify: set num_classes (the auxiliary classifier is for conditional GANs)")
+        if aux_weight and conditioning == "concat":
+            raise ValueError(
+                "aux_weight > 0 cannot be used with conditioning='concat': the critic sees the label as input channels, "
+                "so its classifier could read the label instead of the image; use 'projection' or 'embedding'"
+            )
+        super().__init__(image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm, aux_weight > 0, (g_full_res, d_full_res))
         self.default_steps = self.RECOMMENDED_STEPS[constraint]
         self.hparams.update(
             constraint=constraint, n_critic=n_critic, gp_weight=gp_weight, clip_value=clip_value, optimizer=optimizer, lr=lr, betas=list(betas)
         )
+        # Stored only when used, so runs saved before these options existed still load and resume.
+        if aux_weight:
+            self.hparams["aux_weight"] = float(aux_weight)
+        if g_full_res:
+            self.hparams["g_full_res"] = g_full_res
+        if d_full_res:
+            self.hparams["d_full_res"] = d_full_res
+        if critic_lr is not None:
+            self.hparams["critic_lr"] = float(critic_lr)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr, betas = self.hparams["lr"], tuple(self.hparams["betas"])
 
-        def make(parameters) -> torch.optim.Optimizer:
+        def make(parameters, lr: float) -> torch.optim.Optimizer:
             if self.hparams["optimizer"] == "rmsprop":
                 return torch.optim.RMSprop(parameters, lr=lr)
             return torch.optim.Adam(parameters, lr=lr, betas=betas)
 
-        return {"critic": make(self.critic.parameters()), "generator": make(self.generator.parameters())}
+        critic_lr = self.hparams.get("critic_lr", lr)
+        return {"critic": make(self.critic.parameters(), critic_lr), "generator": make(self.generator.parameters(), lr)}
 
     @torch.no_grad()
     def clip_critic(self) -> None:
@@ -492,13 +566,18 @@ class WGAN(_ConvGAN):
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         x, extra = self._batch(batch)
         constraint = self.hparams["constraint"]
+        aux_weight = self.hparams.get("aux_weight", 0.0)
         metrics: dict[str, Tensor] = {}
         for _ in range(self.hparams["n_critic"]):
             with torch.no_grad():
                 fake = self.generator(self._noise(x.shape[0]), *extra)
-            real_scores = self.critic(x, *extra)
+            real_scores, real_logits = self.critic.score_and_logits(x, *extra)
             distance = -wgan_critic_loss(real_scores, self.critic(fake, *extra))  # L = E[D(x)] - E[D(G(z))]
             loss = -distance
+            if aux_weight:  # AC-GAN: the critic also learns to name the class of real images
+                aux_real = F.cross_entropy(real_logits, extra[0])
+                loss = loss + aux_weight * aux_real
+                metrics["aux_real"] = aux_real.detach()
             if constraint == "gp":
                 penalty = gradient_penalty(self.critic, x, fake, *extra)
                 loss = loss + self.hparams["gp_weight"] * penalty
@@ -506,7 +585,12 @@ class WGAN(_ConvGAN):
             ctx.optimize("critic", loss)
             if constraint == "clip":
                 self.clip_critic()
-        g_loss = wgan_generator_loss(self.critic(self.generator(self._noise(x.shape[0]), *extra), *extra))
+        fake_scores, fake_logits = self.critic.score_and_logits(self.generator(self._noise(x.shape[0]), *extra), *extra)
+        g_loss = wgan_generator_loss(fake_scores)
+        if aux_weight:  # ... and the generator to draw images it names as the asked-for class
+            aux_fake = F.cross_entropy(fake_logits, extra[0])
+            g_loss = g_loss + aux_weight * aux_fake
+            metrics["aux_fake"] = aux_fake.detach()
         ctx.optimize("generator", g_loss)
         metrics.update(
             wasserstein=distance.detach(),
