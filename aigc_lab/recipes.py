@@ -67,8 +67,9 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
     "shapes-cgan-projection": Recipe("cWGAN-GP, projection", "shapes", "wgan", {"conditioning": "projection"}, 1700, 40),
     # The same with a critic that can see outlines: a full-resolution layer, a faster learning rate
     # (two time-scale updates, one critic step per generator step) and AC-GAN's classifier term.
-    # Chosen on 300 samples after 2,000 steps (one thread each, two runs at a time): critic_lr 2e-3,
-    # aux_weight 1 65%; with the generator's lr 5e-4 73%; aux_weight 3 72%; both 80%; aux_weight 5 74%.
+    # Chosen on 300 samples after 2,000 steps: critic_lr 2e-3 and aux_weight 1 65% (a first run of
+    # section 4.1); then in short runs outside the book, with the generator's lr 5e-4 73%,
+    # aux_weight 3 72%, both 80%, aux_weight 5 and lr 5e-4 74%.
     "shapes-cgan-ac": Recipe(
         "cWGAN-GP + AC, projection",
         "shapes",
