@@ -3,7 +3,9 @@ import torch
 from conftest import TinyImages
 
 from aigc_lab.losses import gradient_penalty, nonsaturating_discriminator_loss, nonsaturating_generator_loss, wgan_critic_loss
+from aigc_lab.data.shapes import COLOUR_NAMES, SHAPE_KINDS, class_attributes, shape_class
 from aigc_lab.models import MODELS, build_model
+from aigc_lab.models.conditioning import FactorisedEmbedding
 from aigc_lab.models.gan import DCGAN, WGAN, ConvCritic, ConvGenerator, check_image_shape
 from aigc_lab.train import StepContext, TrainConfig, fit, load_run
 
@@ -188,11 +190,18 @@ def test_bad_inputs_raise_clear_errors():
     assert isinstance(ConvGenerator((1, 8, 8)), torch.nn.Module)
 
 
-@pytest.mark.parametrize(("name", "extra"), [("dcgan", {}), ("wgan", {"constraint": "clip", "num_classes": 2, "conditioning": "concat"})])
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("dcgan", {}),
+        ("wgan", {"constraint": "clip", "num_classes": 2, "conditioning": "concat"}),
+        ("wgan", {"num_classes": 4, "label_factors": (2, 2), "aux_weight": 1.0, "d_full_res": 1, "critic_lr": 1e-3}),
+    ],
+)
 def test_save_and_load_round_trip(tmp_path, name, extra):
     torch.manual_seed(0)
     model = build_model(name, **TINY, **extra)
-    data = TinyImages(n=16, shape=(1, 8, 8), num_classes=2)
+    data = TinyImages(n=16, shape=(1, 8, 8), num_classes=extra.get("num_classes", 2))
     fit(model, data, tmp_path, TrainConfig(steps=2, batch_size=8, log_every=1), device="cpu")
     loaded, config = load_run(tmp_path, device="cpu")
     assert type(loaded) is type(model) and loaded.hparams == model.hparams and config["step"] == 2
@@ -255,7 +264,7 @@ def test_the_auxiliary_classifier_terms_are_cross_entropies_of_the_critic_logits
 
 def test_the_shapes_options_change_the_networks_and_are_stored_only_when_used():
     plain = make(WGAN, {"num_classes": K})
-    for key in ("aux_weight", "g_full_res", "d_full_res", "critic_lr"):
+    for key in ("aux_weight", "g_full_res", "d_full_res", "critic_lr", "label_factors"):
         assert key not in plain.hparams  # runs saved before these options existed load unchanged
     model = make(WGAN, {"num_classes": K, "aux_weight": 1.0, "g_full_res": 1, "d_full_res": 1, "critic_lr": 1e-3})
     assert model.hparams["aux_weight"] == 1.0 and model.hparams["critic_lr"] == 1e-3
@@ -275,3 +284,43 @@ def test_the_shapes_options_change_the_networks_and_are_stored_only_when_used():
         WGAN(g_full_res=-1)
     with pytest.raises(ValueError, match="critic_lr must be a positive number"):
         WGAN(critic_lr=0.0)
+
+
+def test_factorised_label_embeddings_are_one_sum_of_attribute_embeddings_in_both_networks():
+    # shapes' 30 classes are 5 shapes x 6 colours; with label_factors=(5, 6) class k is embedded as
+    # e_shape(k // 6) + e_colour(k % 6) in the generator's input and in the critic's projection.
+    model = make(WGAN, {"image_shape": (3, 8, 8), "num_classes": 30, "label_factors": [5, 6]})
+    assert model.hparams["label_factors"] == [5, 6]
+    for embed in (model.generator.embed, model.critic.embed):
+        assert isinstance(embed, FactorisedEmbedding) and embed.num_embeddings == 30
+        assert sum(p.numel() for p in embed.parameters()) == (5 + 6) * embed.tables[0].embedding_dim
+        labels = torch.arange(30)
+        shape, colour = embed.attributes(labels)
+        assert [(SHAPE_KINDS[s], COLOUR_NAMES[c]) for s, c in zip(shape.tolist(), colour.tolist())] == [class_attributes(k) for k in range(30)]
+        e = embed(labels)
+        assert torch.allclose(e, embed.tables[0].weight[labels // 6] + embed.tables[1].weight[labels % 6])
+        # additive: swapping the colour moves every shape's embedding by the same vector
+        red, blue = COLOUR_NAMES.index("red"), COLOUR_NAMES.index("blue")
+        moves = torch.stack([e[shape_class(s, blue)] - e[shape_class(s, red)] for s in SHAPE_KINDS])
+        assert torch.allclose(moves, moves[0].expand_as(moves), atol=1e-6)
+    # three attributes: mixed radix, the last one fastest
+    three = FactorisedEmbedding((2, 3, 4), 5)
+    assert [a.tolist() for a in three.attributes(torch.tensor([0, 1, 4, 23]))] == [[0, 0, 0, 1], [0, 0, 1, 2], [0, 1, 0, 3]]
+    # the labels still change the samples, and a training step runs
+    g = torch.Generator()
+    assert not torch.equal(model.sample(2, labels=torch.tensor([0, 0]), generator=g.manual_seed(0)), model.sample(2, labels=torch.tensor([0, 29]), generator=g.manual_seed(0)))
+
+
+def test_label_factors_reject_bad_values():
+    with pytest.raises(ValueError, match=r"must multiply to num_classes=30.*their product is 25"):
+        WGAN(num_classes=30, label_factors=(5, 5))
+    with pytest.raises(ValueError, match="at least two integers >= 2"):
+        WGAN(num_classes=30, label_factors=(30,))
+    with pytest.raises(ValueError, match="at least two integers >= 2"):
+        WGAN(num_classes=30, label_factors=(5, 6.0))
+    with pytest.raises(ValueError, match="sequence of integers"):
+        WGAN(num_classes=30, label_factors=30)
+    with pytest.raises(ValueError, match="needs a conditional model"):
+        WGAN(label_factors=(5, 6))
+    with pytest.raises(ValueError, match="conditioning='concat'"):
+        WGAN(num_classes=30, conditioning="concat", label_factors=(5, 6))

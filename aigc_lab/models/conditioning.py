@@ -1,9 +1,11 @@
-"""What every conditional model in the book checks about its labels, in one place."""
+"""What every conditional model in the book checks about its labels, and the class embeddings they share."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def check_labels(labels: Tensor | None, n: int, num_classes: int) -> Tensor | None:
@@ -67,3 +69,60 @@ def resolve_label(label: int | str, classes: list[str]) -> int:
     if not 0 <= index < len(classes):
         raise ValueError(f"a label index must lie in [0, {len(classes) - 1}], got {index}")
     return index
+
+
+def check_label_factors(label_factors: object, num_classes: int) -> tuple[int, ...] | None:
+    """``label_factors`` checked against ``num_classes``: ``None`` (one embedding per class), or a
+    sequence of at least two integers >= 2 whose product is ``num_classes``, returned as a tuple."""
+    if label_factors is None:
+        return None
+    if isinstance(label_factors, (str, bytes)) or not hasattr(label_factors, "__len__"):
+        raise ValueError(f"label_factors must be a sequence of integers such as (5, 6), or None; got {label_factors!r}")
+    factors = tuple(label_factors)
+    if len(factors) < 2 or any(isinstance(f, bool) or not isinstance(f, int) or f < 2 for f in factors):
+        raise ValueError(f"label_factors must be at least two integers >= 2 (the number of values of each attribute), got {label_factors!r}")
+    if not num_classes:
+        raise ValueError("label_factors needs a conditional model: set num_classes")
+    if math.prod(factors) != num_classes:
+        raise ValueError(
+            f"label_factors {factors} must multiply to num_classes={num_classes} (class k has attribute values "
+            f"k's digits in that mixed radix, e.g. shapes: (5, 6) -> shape k // 6, colour k % 6); their product is {math.prod(factors)}"
+        )
+    return factors
+
+
+class FactorisedEmbedding(nn.Module):
+    r"""A class embedding that is the sum of one embedding per attribute, :math:`e(y) = \sum_j e_j(y_j)`.
+
+    Class ``k`` of a dataset whose classes are all combinations of attributes with ``factors =
+    (n_1, ..., n_m)`` values, numbered in mixed radix (the last attribute fastest), has the attribute
+    values :math:`y_j = \lfloor k / (n_{j+1} \cdots n_m) \rfloor \bmod n_j`. For ``shapes``,
+    ``factors = (5, 6)``: shape ``k // 6`` and colour ``k % 6``. A plain :class:`torch.nn.Embedding`
+    learns each of the 30 (shape, colour) vectors from that class's images alone; this one learns
+    the "triangle" vector from the triangles of every colour, with ``sum(factors)`` vectors instead
+    of ``prod(factors)``. It can draw combinations it has never seen, and it cannot give one
+    combination a look of its own: the embedding is additive by construction.
+    """
+
+    def __init__(self, factors: tuple[int, ...], dim: int):
+        super().__init__()
+        self.factors = tuple(factors)
+        self.tables = nn.ModuleList(nn.Embedding(n, dim) for n in self.factors)
+        # stride of attribute j: the product of the sizes after it (the last attribute changes fastest)
+        self.strides = tuple(math.prod(self.factors[j + 1 :]) for j in range(len(self.factors)))
+
+    @property
+    def num_embeddings(self) -> int:
+        return math.prod(self.factors)
+
+    def attributes(self, labels: Tensor) -> list[Tensor]:
+        """The attribute values ``y_j`` of each class index, one ``(N,)`` tensor per attribute."""
+        return [(labels // stride) % n for stride, n in zip(self.strides, self.factors, strict=True)]
+
+    def forward(self, labels: Tensor) -> Tensor:
+        return sum(table(y) for table, y in zip(self.tables, self.attributes(labels), strict=True))  # (N, dim)
+
+
+def label_embedding(num_classes: int, dim: int, label_factors: tuple[int, ...] | None = None) -> nn.Module:
+    """One embedding per class (:class:`torch.nn.Embedding`), or, given ``label_factors``, a :class:`FactorisedEmbedding`."""
+    return nn.Embedding(num_classes, dim) if label_factors is None else FactorisedEmbedding(label_factors, dim)

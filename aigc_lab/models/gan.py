@@ -48,7 +48,8 @@ to feed :math:`y` in, ``conditioning``:
   conditional batch norm; the embedding is simpler and was enough on the digits).
 
 :class:`WGAN` can add AC-GAN's auxiliary classification term to both losses (``aux_weight``), give
-the critic a larger learning rate (``critic_lr``) and layers at full resolution (``d_full_res``):
+the critic a larger learning rate (``critic_lr``) and layers at full resolution (``d_full_res``),
+and embed a label made of attributes as the sum of one embedding per attribute (``label_factors``):
 see its docstring.
 
 **Architecture** (any ``image_shape = (C, H, W)`` with :math:`H = W` a power of two, at least 8).
@@ -100,7 +101,7 @@ from aigc_lab.losses import (
     wgan_critic_loss,
     wgan_generator_loss,
 )
-from aigc_lab.models.conditioning import check_labels
+from aigc_lab.models.conditioning import check_label_factors, check_labels, label_embedding
 from aigc_lab.train import StepContext, TrainableModel
 
 CONDITIONINGS = ("concat", "embedding", "projection")
@@ -153,6 +154,7 @@ class ConvGenerator(nn.Module):
         num_classes: int = 0,
         conditioning: str = "projection",
         full_res_layers: int = 0,
+        label_factors: tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.image_shape = check_image_shape(image_shape)
@@ -163,7 +165,7 @@ class ConvGenerator(nn.Module):
         if num_classes and conditioning == "concat":
             self.embed, label_dim = None, num_classes  # one-hot, built in forward
         elif num_classes:
-            self.embed, label_dim = nn.Embedding(num_classes, z_dim), z_dim
+            self.embed, label_dim = label_embedding(num_classes, z_dim, label_factors), z_dim
         else:
             self.embed, label_dim = None, 0
         self.project = nn.Sequential(
@@ -227,6 +229,7 @@ class ConvCritic(nn.Module):
         norm: str = "layer",
         aux_classifier: bool = False,
         full_res_layers: int = 0,
+        label_factors: tuple[int, ...] | None = None,
     ):
         super().__init__()
         self.image_shape = check_image_shape(image_shape)
@@ -251,7 +254,7 @@ class ConvCritic(nn.Module):
         features = channels[-1]
         layers += [nn.Flatten(), nn.Linear(channels[-1] * BASE_SIZE * BASE_SIZE, features), nn.LeakyReLU(0.2)]
         self.phi = nn.Sequential(*layers)
-        self.embed = nn.Embedding(num_classes, features) if num_classes and conditioning in ("embedding", "projection") else None
+        self.embed = label_embedding(num_classes, features, label_factors) if num_classes and conditioning in ("embedding", "projection") else None
         if num_classes and conditioning == "embedding":
             # The label's embedding joins phi(x) before a hidden layer, so it can interact with x.
             self.joint = nn.Sequential(nn.Linear(2 * features, features), nn.LeakyReLU(0.2))
@@ -296,6 +299,7 @@ class _ConvGAN(TrainableModel):
         critic_norm: str,
         aux_classifier: bool = False,
         full_res_layers: tuple[int, int] = (0, 0),
+        label_factors: tuple[int, ...] | None = None,
     ):
         super().__init__()
         image_shape = check_image_shape(image_shape)
@@ -305,8 +309,14 @@ class _ConvGAN(TrainableModel):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         _check_choice("conditioning", conditioning, CONDITIONINGS)
-        self.generator = ConvGenerator(image_shape, z_dim, g_width, num_classes, conditioning, full_res_layers[0])
-        self.critic = ConvCritic(image_shape, d_width, num_classes, conditioning, critic_norm, aux_classifier, full_res_layers[1])
+        label_factors = check_label_factors(label_factors, num_classes)
+        if label_factors is not None and conditioning == "concat":
+            raise ValueError(
+                "label_factors cannot be used with conditioning='concat', which feeds the label one-hot, not through an embedding; "
+                "use 'projection' or 'embedding'"
+            )
+        self.generator = ConvGenerator(image_shape, z_dim, g_width, num_classes, conditioning, full_res_layers[0], label_factors)
+        self.critic = ConvCritic(image_shape, d_width, num_classes, conditioning, critic_norm, aux_classifier, full_res_layers[1], label_factors)
         # The settings both models share; each subclass adds its own (they rebuild the model in load_run).
         self.hparams = dict(
             image_shape=list(image_shape),
@@ -462,6 +472,10 @@ class WGAN(_ConvGAN):
       time-scale update rule of Heusel et al. (2017, arXiv:1706.08500).
     * ``g_full_res``, ``d_full_res``: extra 3x3 layers at full resolution in the generator and in
       the critic (which otherwise halves the image in its first layer).
+    * ``label_factors``: when the classes are all combinations of attributes (``shapes``: 5 shapes
+      x 6 colours, ``(5, 6)``), both networks embed a label as the sum of one embedding per
+      attribute (:class:`aigc_lab.models.conditioning.FactorisedEmbedding`), so the generator
+      learns "triangle" from the triangles of every colour. Not with ``conditioning="concat"``.
 
     Logged: ``wasserstein`` (the critic's estimate :math:`\mathbb{E}[D(x)] - \mathbb{E}[D(G(z))]`,
     as in :class:`aigc_lab.models.mlp.WGANGP`), ``critic`` (its whole loss), ``generator``,
@@ -495,6 +509,7 @@ class WGAN(_ConvGAN):
         g_full_res: int = 0,
         d_full_res: int = 0,
         critic_lr: float | None = None,
+        label_factors: tuple[int, ...] | list[int] | None = None,
     ):
         _check_choice("constraint", constraint, CONSTRAINTS)
         defaults = WGAN_DEFAULTS[constraint]
@@ -530,7 +545,9 @@ class WGAN(_ConvGAN):
                 "aux_weight > 0 cannot be used with conditioning='concat': the critic sees the label as input channels, "
                 "so its classifier could read the label instead of the image; use 'projection' or 'embedding'"
             )
-        super().__init__(image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm, aux_weight > 0, (g_full_res, d_full_res))
+        super().__init__(
+            image_shape, z_dim, g_width, d_width, num_classes, conditioning, critic_norm, aux_weight > 0, (g_full_res, d_full_res), label_factors
+        )
         self.default_steps = self.RECOMMENDED_STEPS[constraint]
         self.hparams.update(
             constraint=constraint, n_critic=n_critic, gp_weight=gp_weight, clip_value=clip_value, optimizer=optimizer, lr=lr, betas=list(betas)
@@ -544,6 +561,8 @@ class WGAN(_ConvGAN):
             self.hparams["d_full_res"] = d_full_res
         if critic_lr is not None:
             self.hparams["critic_lr"] = float(critic_lr)
+        if label_factors is not None:
+            self.hparams["label_factors"] = list(label_factors)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr, betas = self.hparams["lr"], tuple(self.hparams["betas"])
