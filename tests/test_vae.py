@@ -176,3 +176,51 @@ def test_fit_then_rebuild_from_hparams(tmp_path):
     assert set(result) >= {"nelbo_nats", "iw_nll_nats", "bits_per_dim"}
     assert result["iw_nll_nats"] <= result["nelbo_nats"] + 1e-4
     assert math.isclose(result["bits_per_dim"], result["iw_nll_nats"] / (16 * math.log(2)))
+
+
+CONV = dict(image_shape=(3, 8, 8), latent_dim=3, hidden=16, levels=5, channels=4, architecture="conv")
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_the_conv_architecture_trains_every_parameter_and_lowers_the_negative_elbo(num_classes):
+    torch.manual_seed(0)
+    model = VAE(**CONV, num_classes=num_classes, lr=3e-3)
+    assert model.hparams["architecture"] == "conv" and model.hparams["channels"] == 4
+    assert "architecture" not in VAE(**SMALL).hparams  # stored only when used: older runs load unchanged
+    seen = {}
+    for name, p in model.named_parameters():
+        p.register_hook(lambda g, name=name: seen.__setitem__(name, float(g.abs().sum())))
+    x = _level_images(32, shape=(3, 8, 8))
+    history = _steps(model, x, torch.arange(32) % 3, steps=40)
+    assert sorted(seen) == sorted(n for n, _ in model.named_parameters())
+    assert sum(h["nelbo"] for h in history[-5:]) < sum(h["nelbo"] for h in history[:5])
+    assert model.sample(4, labels=torch.arange(4) % 3 if num_classes else None).shape == (4, 3, 8, 8)
+    assert model.importance_weighted_nll(x[:2], torch.arange(2) if num_classes else None, k=3).shape == (2,)
+    if num_classes:
+        z = torch.randn(2, 3)
+        assert not torch.allclose(model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([1, 1])))
+
+
+def test_the_conv_decoder_lays_out_pixels_as_the_flattened_image():
+    # Pixel d of x.flatten(1) is channel d // (H * W): give the last convolution a bias that
+    # encodes (channel, parameter) and nothing else, and read it back at every pixel.
+    model = VAE(**CONV, components=2)
+    last = model.decoder.up[-1]
+    P = 3 * 2
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([100.0 * c + p for c in range(3) for p in range(P)]))
+    params = model.decoder(torch.randn(2, 5, 3))  # (K, N, D, P): the importance-sampling layout
+    assert params.shape == (2, 5, 3 * 64, P)
+    channel = torch.arange(3 * 64) // 64
+    expected = 100.0 * channel[:, None] + torch.arange(P)[None, :]
+    assert torch.equal(params[1, 4], expected)
+
+
+def test_the_conv_architecture_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        VAE(architecture="resnet")
+    with pytest.raises(ValueError, match="power of two >= 8"):
+        VAE(image_shape=(1, 12, 12), architecture="conv")
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        VAE(architecture="conv", channels=0)

@@ -201,6 +201,80 @@ class Decoder(nn.Module):
         return discretized_logistic_log_prob(every_level, *params.unsqueeze(-2).chunk(3, dim=-1), self.levels).exp()
 
 
+def _halvings(image_shape: tuple[int, int, int]) -> int:
+    """How many stride-2 layers take the image's side down to 4 (the side must be a power of two >= 8)."""
+    side = image_shape[1]
+    if image_shape[1] != image_shape[2] or side < 8 or side & (side - 1):
+        raise ValueError(f"architecture='conv' needs square images whose side is a power of two >= 8, got {tuple(image_shape)}")
+    return int(math.log2(side // 4))
+
+
+class ConvEncoder(Encoder):
+    r""":math:`q_\phi(z \mid x[, y])` with convolutions: ``conv 3x3 -> [conv 4x4 stride 2] per halving down to
+    4 x 4 -> flatten`` (LeakyReLU after each, channels doubling from ``channels``), then the label's
+    embedding joins and two linear layers give the mean and log-variance."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, hidden: int, channels: int, dropout: float = 0.0, num_classes: int = 0):
+        nn.Module.__init__(self)
+        c, k = image_shape[0], _halvings(image_shape)
+        widths = [channels * 2**i for i in range(k + 1)]  # e.g. 16 x 16: [32, 64, 128]
+        layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.embed = nn.Embedding(num_classes, hidden) if num_classes else None
+        self.net = _mlp(widths[-1] * 16 + (hidden if num_classes else 0), hidden, 2 * latent_dim, 1, dropout)
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.features(x.view(-1, *self.image_shape) * 2 - 1)  # (N, features), from images in [-1, 1]
+        if labels is not None:
+            h = torch.cat([h, self.embed(labels)], dim=1)
+        mu, logvar = self.net(h).chunk(2, dim=1)  # (N, latent_dim) each
+        return mu, logvar
+
+
+class ConvDecoder(Decoder):
+    r""":math:`p_\theta(x \mid z[, y])` with transposed convolutions, DCGAN-style: ``[z, e(y)] -> linear ->
+    linear -> 4 x 4 map -> [transposed conv 4x4 stride 2] per doubling -> conv 3x3``, whose output
+    channels hold every pixel's distribution parameters, as :class:`Decoder`'s. Nearby pixels
+    share the filters that draw them, which a fully connected decoder has to learn pixel by pixel."""
+
+    def __init__(
+        self, image_shape: tuple[int, int, int], latent_dim: int, hidden: int, channels: int, levels: int, likelihood: str, components: int,
+        dropout: float = 0.0, num_classes: int = 0,
+    ):
+        nn.Module.__init__(self)
+        self.image_shape = tuple(image_shape)
+        self.pixels, self.levels, self.likelihood = math.prod(self.image_shape), levels, likelihood
+        c, k = self.image_shape[0], _halvings(self.image_shape)
+        widths = [channels * 2 ** (k - i) for i in range(k + 1)]  # e.g. 16 x 16: [128, 64, 32]
+        self.per_pixel = 3 * components if likelihood == "logistic" else levels
+        self.embed = nn.Embedding(num_classes, hidden) if num_classes else None
+        self.net = nn.Sequential(
+            _mlp(latent_dim + (hidden if num_classes else 0), hidden, widths[0] * 16, 1, dropout),
+            nn.LeakyReLU(0.2),
+            nn.Unflatten(1, (widths[0], 4, 4)),
+        )
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.up = nn.Sequential(*layers, nn.Conv2d(widths[-1], c * self.per_pixel, 3, padding=1))
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        lead = z.shape[:-1]  # (N,) or (K, N)
+        h = z
+        if labels is not None:
+            h = torch.cat([z, self.embed(labels).expand(*lead, -1)], dim=-1)
+        c, height, width = self.image_shape
+        out = self.up(self.net(h.reshape(-1, h.shape[-1])))  # (prod(lead), C * P, H, W)
+        out = out.view(-1, c, self.per_pixel, height, width).permute(0, 1, 3, 4, 2)  # (.., C, H, W, P): pixels in x.flatten() order
+        return out.reshape(*lead, self.pixels, self.per_pixel)  # (..., C*H*W, P)
+
+
+ARCHITECTURES = ("mlp", "conv")
+
+
 class VAE(TrainableModel):
     r"""Variational autoencoder over gray levels, MLP encoder and decoder (Kingma & Welling, 2014).
 
@@ -219,6 +293,12 @@ class VAE(TrainableModel):
         dropout: dropout after every hidden layer while training; 1000 images call for it.
         num_classes: > 0 conditions encoder and decoder on a label (the conditional VAE).
         lr: Adam's learning rate.
+        architecture: ``"mlp"`` (fully connected encoder and decoder, ``layers`` hidden layers of
+            ``hidden`` units) or ``"conv"`` (:class:`ConvEncoder` and :class:`ConvDecoder`,
+            convolutions with ``channels`` channels at full resolution, doubling at each halving;
+            one hidden layer of ``hidden`` units where the code and the label meet). ``"conv"``
+            needs square images with a power-of-two side >= 8.
+        channels: see ``architecture``.
 
     Defaults chosen on the validation split of the digits: 512 hidden units with dropout 0.3 beat
     256 without (88.1 against 89.9 nats) and stay flat from 3000 to 8000 steps. Trained for 4000
@@ -242,8 +322,14 @@ class VAE(TrainableModel):
         dropout: float = 0.3,
         num_classes: int = 0,
         lr: float = 1e-3,
+        architecture: str = "mlp",
+        channels: int = 32,
     ):
         super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
         if len(tuple(image_shape)) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
         if levels < 2:
@@ -252,13 +338,19 @@ class VAE(TrainableModel):
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         self.image_shape, self.levels, self.latent_dim, self.num_classes = tuple(image_shape), levels, latent_dim, num_classes
         pixels = math.prod(self.image_shape)
-        self.encoder = Encoder(pixels, latent_dim, hidden, layers, dropout, num_classes)
-        self.decoder = Decoder(pixels, latent_dim, hidden, layers, levels, likelihood, components, dropout, num_classes)
+        if architecture == "conv":
+            self.encoder = ConvEncoder(self.image_shape, latent_dim, hidden, channels, dropout, num_classes)
+            self.decoder = ConvDecoder(self.image_shape, latent_dim, hidden, channels, levels, likelihood, components, dropout, num_classes)
+        else:
+            self.encoder = Encoder(pixels, latent_dim, hidden, layers, dropout, num_classes)
+            self.decoder = Decoder(pixels, latent_dim, hidden, layers, levels, likelihood, components, dropout, num_classes)
         self.hparams = dict(
             image_shape=list(image_shape), latent_dim=latent_dim, hidden=hidden, layers=layers,
             levels=levels, likelihood=likelihood, components=components, beta=beta, dropout=dropout,
             num_classes=num_classes, lr=lr,
         )
+        if architecture == "conv":  # stored only when used, so runs saved before it existed load unchanged
+            self.hparams.update(architecture=architecture, channels=channels)
 
     # ----- data in, data out -------------------------------------------------------------
 
