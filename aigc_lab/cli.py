@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         "(shape=triangle,colour=red); default: all classes in turn",
     )
     sample.add_argument("--guidance", type=float, help="classifier-free guidance scale w for a conditional diffusion model (0: none)")
+    sample.add_argument(
+        "--best-of", type=int, help="a GAN trained with aux_weight > 0: keep the best of K candidates per image, by its critic's classifier"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device")
 
@@ -157,6 +160,10 @@ def _sample(args: argparse.Namespace) -> int:
         if "guidance" not in inspect.signature(model.sample).parameters or not getattr(model, "num_classes", 0):
             raise ValueError(f"--guidance needs a conditional diffusion model (ddpm trained with --conditional); this run is {config['model']!r}")
         options["guidance"] = args.guidance
+    if args.best_of is not None:
+        if "best_of" not in inspect.signature(model.sample).parameters:
+            raise ValueError(f"--best-of needs a conditional GAN whose critic has an auxiliary classifier (wgan with aux_weight > 0); this run is {config['model']!r}")
+        options["best_of"] = args.best_of
     images, labels = _sample_images(model, args.n, label, args.seed, **options)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))

@@ -177,3 +177,14 @@ def test_eval_reports_the_models_own_measurements(trained_run, monkeypatch, caps
     capsys.readouterr()
     assert main(["eval", str(trained_run), "--n", "50"]) == 0
     assert json.loads(capsys.readouterr().out)["test_metric"] == 1.5 and seen["split"] == "test"
+
+
+def test_best_of_reaches_a_gan_with_an_auxiliary_classifier(tmp_path, capsys):
+    run = tmp_path / "ac"
+    train = ["train", "wgan", "--data", "digits", "--conditional", "--steps", "2", "--run-dir", str(run)]
+    assert main([*train, "--param", "aux_weight=1.0", "--param", "g_width=4", "--param", "d_width=4"]) == 0
+    out = tmp_path / "best.npz"
+    assert main(["sample", str(run), "--n", "6", "--out", str(out), "--label", "7", "--best-of", "4"]) == 0
+    assert np.load(out)["images"].shape == (6, 1, 8, 8) and (np.load(out)["labels"] == 7).all()
+    assert main(["sample", str(run), "--n", "6", "--out", str(out), "--best-of", "0"]) == 2
+    assert "best_of must be an integer >= 1" in capsys.readouterr().err

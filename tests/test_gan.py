@@ -324,3 +324,23 @@ def test_label_factors_reject_bad_values():
         WGAN(label_factors=(5, 6))
     with pytest.raises(ValueError, match="conditioning='concat'"):
         WGAN(num_classes=30, conditioning="concat", label_factors=(5, 6))
+
+
+def test_best_of_keeps_the_candidate_the_critics_classifier_finds_most_likely():
+    model = make(WGAN, {"num_classes": K, "aux_weight": 1.0}).eval()
+    labels = torch.tensor([0, 1, 2, 2, 1])
+    g = torch.Generator()
+    assert torch.equal(model.sample(5, labels=labels, generator=g.manual_seed(0), best_of=1), model.sample(5, labels=labels, generator=g.manual_seed(0)))
+    chosen = model.sample(5, labels=labels, generator=g.manual_seed(0), best_of=3)
+    # the same three candidates by hand: the noise is drawn candidate after candidate
+    g.manual_seed(0)
+    candidates = torch.stack([model.generator(torch.randn(5, TINY["z_dim"], generator=g), labels) for _ in range(3)])  # (3, 5, C, H, W)
+    with torch.no_grad():
+        log_p = torch.stack([model.critic.score_and_logits(c, labels)[1].log_softmax(1)[torch.arange(5), labels] for c in candidates])
+    expected = (candidates[log_p.argmax(0), torch.arange(5)] + 1) / 2
+    torch.testing.assert_close(chosen, expected)
+    assert not torch.equal(chosen, (candidates[0] + 1) / 2)  # some image was replaced
+    with pytest.raises(ValueError, match="best_of must be an integer >= 1"):
+        model.sample(2, labels=labels[:2], best_of=0)
+    with pytest.raises(ValueError, match="train the model with aux_weight > 0"):
+        make(WGAN, {"num_classes": K}).sample(2, labels=labels[:2], best_of=2)

@@ -276,7 +276,7 @@ ARCHITECTURES = ("mlp", "conv")
 
 
 class VAE(TrainableModel):
-    r"""Variational autoencoder over gray levels, MLP encoder and decoder (Kingma & Welling, 2014).
+    r"""Variational autoencoder over gray levels, fully connected or convolutional (Kingma & Welling, 2014).
 
     Minimises :math:`-\mathrm{ELBO}_\beta = \mathbb{E}_q[-\log p_\theta(x \mid z)] + \beta\,\mathrm{KL}(q_\phi(z \mid x) \Vert \mathcal{N}(0, I))`
     and logs, in nats per image, ``reconstruction``, ``kl`` and ``nelbo`` (their sum, whatever ``beta`` is).
