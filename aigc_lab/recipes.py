@@ -78,6 +78,25 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
         2000,
         40,
     ),
+    # The same with factored labels (class k embedded as e_shape(k // 6) + e_colour(k % 6) in both
+    # networks, so each shape is learnt from all six colours), the generator's lr 1e-3, and the
+    # sampler keeping the best of 8 candidates by the critic's classifier (section 4.1). Chosen in
+    # short runs outside the book (one thread each, 2,000 steps; 300 samples, or 1,020 for "best
+    # of"): factored labels with the lr of the recipe above 83-85% in four runs (that recipe: 80%),
+    # without the auxiliary classifier 44%; a factored classifier head too 84%; the lrs decaying to
+    # 0 over the second half 85%; 20,000 training images 85%; two critic layers at full resolution
+    # 81% (and 35% dearer steps); a batch of 128 82% after 1,500 steps (more time than 2,000 of 64);
+    # lazy gradient penalty (every 4th step, x4) 37% after 1,500. The generator's lr 1e-3: 84, 85
+    # and 80% in three seeds; best of 8 on 1,020 samples: 92, 93 and 89% (lr 5e-4: 88, 90, 92%).
+    "shapes-cgan-factored": Recipe(
+        "cWGAN-GP + AC, factored, best of 8",
+        "shapes",
+        "wgan",
+        {"conditioning": "projection", "aux_weight": 3.0, "d_full_res": 1, "critic_lr": 2e-3, "n_critic": 1, "lr": 1e-3, "label_factors": [5, 6]},
+        2000,
+        40,
+        {"best_of": 8},
+    ),
     "shapes-cvae": Recipe("conditional VAE", "shapes", "vae", {"levels": 256}, 4000, 100),
     "shapes-cfg": Recipe("CFG diffusion", "shapes", "ddpm", {}, 1000, 30, {"method": "ddim", "steps": 50, "guidance": 1.0}, {"steps": 10}),
 }
