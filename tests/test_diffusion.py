@@ -297,3 +297,47 @@ def test_sample_callback_sees_every_step_from_noise_to_image():
     assert all(x.shape == (3, 1, 8, 8) and x0.abs().max() <= 1 for _, x, x0 in seen)
     again = model.sample(3, generator=torch.Generator().manual_seed(0))
     assert torch.equal(images, again)  # watching does not change the result
+
+
+# ----- v-prediction ----------------------------------------------------------------------
+
+
+def test_v_prediction_loss_and_its_conversion_to_eps():
+    model = DDPM(**SMALL, num_classes=3, prediction="v")
+    assert model.hparams["prediction"] == "v" and "prediction" not in DDPM(**SMALL).hparams
+
+    class Stub(torch.nn.Module):  # v_theta(x_t, t) = x_t / 2
+        def forward(self, x, t, labels=None):
+            return x / 2
+
+    model.net = Stub()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 1, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 20, 30, 49])
+    noise = torch.randn(5, 1, 8, 8, generator=g)
+    abar = model.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+    x0 = 2 * x - 1
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    v = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    torch.testing.assert_close(model.loss(x, labels, t=t, noise=noise), ((v - x_t / 2) ** 2).mean())
+
+    class Oracle(torch.nn.Module):  # the true v of these images: the converted output must be the true eps
+        def forward(self, x, t, labels=None):
+            return v.repeat(len(x) // len(v), 1, 1, 1)  # guidance calls it on [x_t, x_t]
+
+    model.net = Oracle()
+    torch.testing.assert_close(model.guided_eps(x_t, t, None, None, use_ema=False), noise, rtol=1e-4, atol=1e-4)
+    # guidance combines v's; as eps is affine in v for fixed x_t, it equals guiding the eps's
+    torch.testing.assert_close(model.guided_eps(x_t, t, labels, 2.0, use_ema=False), noise, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        DDPM(**SMALL, prediction="x0")
+
+
+def test_v_prediction_trains_and_samples(tmp_path):
+    torch.manual_seed(0)
+    model = DDPM(**SMALL, lr=3e-3, prediction="v")
+    losses = _steps(model, _images(32), steps=20)
+    assert sum(losses[-5:]) < sum(losses[:5]), losses
+    x = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 8, 8) and float(x.min()) >= 0 and float(x.max()) <= 1
