@@ -150,6 +150,10 @@ class DDPM(TrainableModel):
             :math:`t = T` an :math:`\epsilon`-network's estimate of :math:`x_0` divides its small errors by
             :math:`\sqrt{\bar\alpha_t} \approx 0`, and those steps set an image's overall colour; a
             :math:`v`-network predicts :math:`x_0` directly there. Stored in ``hparams`` only when ``"v"``.
+            On ``shapes`` (16 x 16, 1,000 steps, DDIM 50, :math:`w = 1`) the :math:`\epsilon`-model's
+            estimates of :math:`x_0` at :math:`t = 950` averaged -0.44 against -0.75 for the data
+            (too bright), and it drew 10.8% of the asked-for shapes and colours; with ``"v"``, 46.7%
+            (one side run, 300 samples).
 
     Defaults chosen on the digits (Frechet distance of 1000 samples to the test split,
     :func:`aigc_lab.metrics.frechet_distance_to_test`; class mixture 16.97, real data 9.48):
