@@ -87,7 +87,8 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
     # 0 over the second half 85%; 20,000 training images 85%; two critic layers at full resolution
     # 81% (and 35% dearer steps); a batch of 128 82% after 1,500 steps (more time than 2,000 of 64);
     # lazy gradient penalty (every 4th step, x4) 37% after 1,500. The generator's lr 1e-3: 84, 85
-    # and 80% in three seeds; best of 8 on 1,020 samples: 92, 93 and 89% (lr 5e-4: 88, 90, 92%).
+    # and 80% in three seeds; best of 8 on 1,020 samples: 92, 93 and 89% (three lr 5e-4 runs of the
+    # variants above: 88, 90 and 92%).
     "shapes-cgan-factored": Recipe(
         "cWGAN-GP + AC, factored, best of 8",
         "shapes",
