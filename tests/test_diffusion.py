@@ -84,20 +84,28 @@ def test_timestep_embedding_is_sinusoidal():
     torch.testing.assert_close(emb[1, 0], torch.tensor(math.sin(3.0)))
 
 
-def test_loss_is_the_simple_loss_formula():
-    model = DDPM(**SMALL)
+class HalfInput(torch.nn.Module):
+    """A stand-in network whose output is x_t / 2: any fixed function will do to check a loss."""
 
-    class Stub(torch.nn.Module):  # eps_theta(x_t, t) = x_t / 2: any fixed function will do
-        def forward(self, x, t, labels=None):
-            return x / 2
+    def forward(self, x, t, labels=None):
+        return x / 2
 
-    model.net = Stub()
+
+def _noised(model):
+    """Five seeded images in [0, 1], steps t, noise, abar_t, x0 in [-1, 1] and x_t = q_sample."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(5, 1, 8, 8, generator=g)
     t = torch.tensor([0, 10, 20, 30, 49])
     noise = torch.randn(5, 1, 8, 8, generator=g)
     abar = model.alphas_cumprod[t].float().view(-1, 1, 1, 1)
-    x_t = abar.sqrt() * (2 * x - 1) + (1 - abar).sqrt() * noise
+    x0 = 2 * x - 1
+    return x, t, noise, abar, x0, abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+def test_loss_is_the_simple_loss_formula():
+    model = DDPM(**SMALL)
+    model.net = HalfInput()  # eps_theta(x_t, t) = x_t / 2
+    x, t, noise, _, _, x_t = _noised(model)
     expected = ((noise - x_t / 2) ** 2).mean()
     torch.testing.assert_close(model.loss(x, t=t, noise=noise), expected)
 
@@ -306,18 +314,8 @@ def test_v_prediction_loss_and_its_conversion_to_eps():
     model = DDPM(**SMALL, num_classes=3, prediction="v")
     assert model.hparams["prediction"] == "v" and "prediction" not in DDPM(**SMALL).hparams
 
-    class Stub(torch.nn.Module):  # v_theta(x_t, t) = x_t / 2
-        def forward(self, x, t, labels=None):
-            return x / 2
-
-    model.net = Stub()
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(5, 1, 8, 8, generator=g)
-    t = torch.tensor([0, 10, 20, 30, 49])
-    noise = torch.randn(5, 1, 8, 8, generator=g)
-    abar = model.alphas_cumprod[t].float().view(-1, 1, 1, 1)
-    x0 = 2 * x - 1
-    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    model.net = HalfInput()  # v_theta(x_t, t) = x_t / 2
+    x, t, noise, abar, x0, x_t = _noised(model)
     v = abar.sqrt() * noise - (1 - abar).sqrt() * x0
     labels = torch.tensor([0, 1, 2, 0, 1])
     torch.testing.assert_close(model.loss(x, labels, t=t, noise=noise), ((v - x_t / 2) ** 2).mean())
