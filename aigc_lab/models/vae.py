@@ -73,6 +73,7 @@ from torch import Tensor, nn
 
 from aigc_lab.images import check_images
 from aigc_lab.models.conditioning import check_labels
+from aigc_lab.models.gan import check_image_shape
 from aigc_lab.train import StepContext, TrainableModel, inference
 
 SAMPLE_MODES = ("mean", "sample")
@@ -202,20 +203,17 @@ class Decoder(nn.Module):
 
 
 def _halvings(image_shape: tuple[int, int, int]) -> int:
-    """How many stride-2 layers take the image's side down to 4 (the side must be a power of two >= 8)."""
-    side = image_shape[1]
-    if image_shape[1] != image_shape[2] or side < 8 or side & (side - 1):
-        raise ValueError(f"architecture='conv' needs square images whose side is a power of two >= 8, got {tuple(image_shape)}")
-    return int(math.log2(side // 4))
+    """How many stride-2 layers take the image's side down to 4 (checked as the GANs check it: square, a power of two >= 8)."""
+    return int(math.log2(check_image_shape(image_shape)[1] // 4))
 
 
-class ConvEncoder(Encoder):
+class ConvEncoder(nn.Module):
     r""":math:`q_\phi(z \mid x[, y])` with convolutions: ``conv 3x3 -> [conv 4x4 stride 2] per halving down to
     4 x 4 -> flatten`` (LeakyReLU after each, channels doubling from ``channels``), then the label's
     embedding joins and two linear layers give the mean and log-variance."""
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, hidden: int, channels: int, dropout: float = 0.0, num_classes: int = 0):
-        nn.Module.__init__(self)
+        super().__init__()
         c, k = image_shape[0], _halvings(image_shape)
         widths = [channels * 2**i for i in range(k + 1)]  # e.g. 16 x 16: [32, 64, 128]
         layers: list[nn.Module] = [nn.Conv2d(c, widths[0], 3, padding=1), nn.LeakyReLU(0.2)]
@@ -244,7 +242,7 @@ class ConvDecoder(Decoder):
         self, image_shape: tuple[int, int, int], latent_dim: int, hidden: int, channels: int, levels: int, likelihood: str, components: int,
         dropout: float = 0.0, num_classes: int = 0,
     ):
-        nn.Module.__init__(self)
+        nn.Module.__init__(self)  # not Decoder's: only its log_prob and level_probs are shared
         self.image_shape = tuple(image_shape)
         self.pixels, self.levels, self.likelihood = math.prod(self.image_shape), levels, likelihood
         c, k = self.image_shape[0], _halvings(self.image_shape)
