@@ -31,9 +31,9 @@ lab:
 	$(PIP) install -q -e ".[book]"
 	$(PYTHON) -m jupyterlab book/
 
-## screenshots: screenshot the built book's pages with headless Chromium
+## screenshots: screenshot the built book's pages with headless Chromium, as a reader without internet sees them
 screenshots:
-	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots --window-size 1400,3000
+	$(PYTHON) tools/screenshot.py _build/html/index.html _build/html/book/*.html --out _build/screenshots --window-size 1400,3000 --offline
 
 ## benchmark: print every model's training images per second and time to sample 1000 images (not a test)
 benchmark:

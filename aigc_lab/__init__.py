@@ -13,7 +13,12 @@ The modules follow the book::
     train        the training loop
     checkpoint   atomic save, safe load
     viz          image grids, training curves, showing source code
+    provenance   which package code made a notebook's outputs or a run's weights
     cli          python -m aigc_lab train|sample|eval
 """
 
 __version__ = "0.1.0"
+
+# Imported first so that, while the book is executed, every process of the package reports the
+# code it ran (a no-op otherwise; see aigc_lab.provenance).
+from aigc_lab import provenance as _provenance  # noqa: E402,F401

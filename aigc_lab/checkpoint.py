@@ -6,15 +6,21 @@ downloaded checkpoint can run code on your machine, and we never need it.
 
 Writes are atomic: the dictionary goes to a temporary file in the same folder, is flushed
 to disk, then renamed over the old file. A run killed half-way through a save leaves the
-previous checkpoint intact instead of a truncated file.
+previous checkpoint intact instead of a truncated file, and a save that fails (a full disk)
+removes its temporary file and says which file it could not write, in one sentence.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import re
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -22,25 +28,60 @@ FORMAT = "aigc_lab-checkpoint-1"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, corrupt, or belongs to a different model."""
+    """A checkpoint (or a run's ``config.json``) is missing, corrupt, unwritable, or belongs to a different model."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``.
+
+    Raises:
+        CheckpointError: the file could not be written (a full disk, no permission); the
+            temporary file is removed and the previous checkpoint, if any, is left as it was.
+    """
     payload = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return _write_atomically(path, lambda f: torch.save(payload, f), what="checkpoint")
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Atomically write ``obj`` as indented JSON to ``path`` (a run's ``config.json``), as :func:`save_checkpoint` does."""
+    text = json.dumps(obj, indent=2)
+    return _write_atomically(path, lambda f: f.write(text.encode()), what="file")
+
+
+def _write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], Any], *, what: str) -> Path:
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if not isinstance(exc, (OSError, RuntimeError)):
+            raise  # KeyboardInterrupt and the like: interrupted, not failed
+        kept = f"the previous {what} is kept" if path.is_file() else f"no {what} was written"
+        raise CheckpointError(f"could not write {what} {path}: {_write_failure(exc, path.parent)}; {kept}") from exc
     return path
+
+
+def _write_failure(exc: BaseException, folder: Path) -> str:
+    """What went wrong while writing, in words: the OS's reason, or torch's zip writer's."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return "the disk is full (No space left on device)" if exc.errno == errno.ENOSPC else reason
+    # torch's zip writer loses the OS's reason: "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 4"
+    detail = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", (str(exc).splitlines() or [""])[0]).strip()
+    reason = f"torch's writer failed ({detail[:200] or type(exc).__name__})"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return reason
+    return f"{reason}, with {free / 2**20:.1f} MiB free on its disk" + (" (it is probably full)" if free < 2**20 else "")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -78,3 +78,23 @@ def to_unit_range(images: Tensor) -> Tensor:
     """Map model outputs in ``[-1, 1]`` back to ``[0, 1]``: ``(x + 1) / 2``, clamped."""
     check_images(images, value_range=None, batched=images.dim() == 4)
     return ((images + 1) / 2).clamp(0, 1)
+
+
+def check_image_shape(image_shape: object, *, min_size: int = 8) -> tuple[int, int, int]:
+    """``image_shape`` as a ``(C, H, W)`` tuple, checked: ``H == W``, a power of two, at least ``min_size``.
+
+    The shape the convolutional networks need (they halve or double the side at every level).
+    """
+    try:
+        shape = tuple(int(s) for s in image_shape)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"image_shape must be (C, H, W), e.g. (1, 8, 8), got {image_shape!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (C, H, W) with positive sizes, e.g. (1, 8, 8), got {image_shape!r}")
+    _, h, w = shape
+    if h != w or h < min_size or h & (h - 1):
+        raise ValueError(
+            f"image_shape must have H == W, a power of two >= {min_size} (8, 16, 32, ...), got {h} x {w}; "
+            "resize the images (e.g. load_dataset(..., size=16))"
+        )
+    return shape

@@ -4,15 +4,24 @@ The book is published from the outputs stored in its notebooks, so two things mu
 chapter listed in ``_toc.yml``:
 
 * its outputs were made in *full* mode (quick mode, ``AIGC_LAB_QUICK=1``, is for tests only), and
-* they were made by the code the notebook holds now, not by an earlier version of it.
+* they were made by the code the notebook holds now, not by an earlier version of it, and by the
+  package code on the branch, including the code that trained every run the notebook used.
 
 ``execute`` runs notebooks top to bottom in a fresh kernel, in full mode, writes the outputs back
-and records in ``nb.metadata["aigc_lab"]`` where and how they were made, including
-:func:`code_hash` of the code cells. ``check`` reads a committed notebook and lists what is wrong
-with it. From the command line (``make notebooks`` runs the first)::
+and records in ``nb.metadata["aigc_lab"]`` where and how they were made: :func:`code_hash` of the
+code cells, every package file the kernel (and the command-line processes it started) imported,
+with its hash, and every run it trained or loaded, with the code that trained it and the page that
+did (:mod:`aigc_lab.provenance`). ``check`` reads a committed notebook and lists what is wrong
+with it, stale package code and stale runs included. From the command line (``make notebooks``
+runs the first)::
 
-    python -m aigc_lab.notebooks execute [NOTEBOOK ...]   # default: every notebook in _toc.yml
-    python -m aigc_lab.notebooks check [NOTEBOOK ...]     # exit code 1 when a problem is found
+    python -m aigc_lab.notebooks execute              # the stale notebooks of _toc.yml, in book order
+    python -m aigc_lab.notebooks execute --all        # every notebook of _toc.yml
+    python -m aigc_lab.notebooks execute NOTEBOOK ... # these
+    python -m aigc_lab.notebooks check [NOTEBOOK ...] # exit code 1 when a problem is found
+
+Before a notebook runs, the runs it trained last time whose training code has changed since are
+deleted, so it trains them again; runs whose code is current are loaded, not retrained.
 
 Needs the book's extras (``nbclient``, ``nbformat``, ``pyyaml``): ``pip install -e ".[book]"``.
 """
@@ -24,7 +33,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -34,6 +45,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from aigc_lab import provenance
 from aigc_lab.runtime import QUICK_ENV
 from aigc_lab.train import PROGRESS_ENV
 
@@ -50,10 +62,14 @@ MACHINE_PATH = re.compile(
 )
 TEXT_MIME_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
 STALE_MESSAGE = "code cells changed after the outputs were made; run make notebooks"
+STALE_PACKAGE_MESSAGE = "package code changed after the outputs were made"
+STALE_RUN_MESSAGE = "was trained by package code that changed since"
+NO_PROVENANCE_MESSAGE = "no record of the package code that made the outputs"
 _DESCRIBE_MARKER = "AIGC_LAB_DESCRIBE="
 _DESCRIBE_SOURCE = (
     "import json as _aigc_json\n"
-    "from aigc_lab import runtime as _aigc_runtime\n"
+    "from aigc_lab import provenance as _aigc_provenance, runtime as _aigc_runtime\n"
+    "_aigc_provenance.log_imports()\n"
     f"print({_DESCRIBE_MARKER!r} + _aigc_json.dumps(_aigc_runtime.describe()))"
 )
 
@@ -177,16 +193,63 @@ def _read_describe(cell: NotebookNode) -> dict[str, str]:
     )
 
 
+def _repo_path(path: str | os.PathLike, root: Path) -> str:
+    """``path`` relative to the repository root, with ``/``: the same on every machine."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else resolved.as_posix()
+
+
+def _discard_stale_runs(nb: NotebookNode, path: Path, root: Path) -> list[str]:
+    """Delete the runs this notebook trained last time whose training code changed since.
+
+    They are trained again when the notebook runs; runs another page trained are left to that
+    page, which comes earlier in the book. Returns the deleted runs.
+    """
+    record = nb.metadata.get(METADATA_KEY, {})
+    me = _repo_path(path, root)
+    deleted = []
+    for run, used in record.get("runs", {}).items():
+        run_dir = root / run
+        if used.get("trained_by") == me and run_dir.is_dir() and provenance.run_is_stale(run_dir):
+            shutil.rmtree(run_dir)
+            deleted.append(run)
+    return deleted
+
+
+def _provenance_record(log_path: Path, root: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """The package files every process imported, and the runs used, from an execution log."""
+    files: dict[str, str] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    for entry in provenance.read_log(log_path):
+        if entry["kind"] == "imports":
+            files.update(entry["files"])
+        elif entry["kind"] == "run":
+            run = _repo_path(entry["run_dir"], root)
+            record = entry.get("record") or {}
+            trained = entry["event"] == "trained" or runs.get(run, {}).get("event") == "trained"
+            runs[run] = {
+                "event": "trained" if trained else "loaded",
+                "trained_by": record.get("trained_by"),
+                "code": record.get("code"),
+            }
+    return dict(sorted(files.items())), dict(sorted(runs.items()))
+
+
 def execute_one(path: Path, *, timeout: int = 1800) -> dict[str, Any]:
     """Run one notebook top to bottom in full mode, write its outputs back, return its record.
 
     ``timeout`` is the longest one cell may run, in seconds. When a cell fails the notebook
-    file is left as it was and :class:`NotebookExecutionError` says which cell failed.
+    file is left as it was and :class:`NotebookExecutionError` says which cell failed. Runs the
+    notebook trained last time with code that has changed since are deleted first (and so
+    trained again); a run it loads that another page trained with outdated code is an error.
     """
     from nbclient import NotebookClient
 
     path = Path(path)
+    root = _root_of(path)
     nb = nbformat.read(path, as_version=4)
+    for run in _discard_stale_runs(nb, path, root):
+        print(f"{path}: its run {run} was trained by code that changed since; training it again", flush=True)
     source_hash = code_hash(nb)
     work = nbformat.from_dict(nb)
     work.cells.append(nbformat.v4.new_code_cell(_DESCRIBE_SOURCE))
@@ -203,20 +266,37 @@ def execute_one(path: Path, *, timeout: int = 1800) -> dict[str, Any]:
         resources={"metadata": {"path": str(path.parent.resolve())}},
         on_cell_error=on_cell_error,
     )
-    start = time.perf_counter()
-    try:
-        client.execute(env=_kernel_env())
-    except Exception as error:
-        index = failed.get("index")
-        if index == len(nb.cells):
-            where = "reading aigc_lab.runtime.describe() after the last cell (is aigc_lab installed?)"
-        else:
-            where = "the kernel" if index is None else f"cell {index}"
-        raise NotebookExecutionError(
-            f"{path}: {where} failed, so the notebook was not written.\n{error}"
-        ) from error
-    wall_time = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="aigc_lab-provenance-") as folder:
+        log_path = Path(folder) / "log.jsonl"
+        env = _kernel_env()
+        env[provenance.LOG_ENV] = str(log_path)
+        env[provenance.NOTEBOOK_ENV] = _repo_path(path, root)
+        start = time.perf_counter()
+        try:
+            client.execute(env=env)
+        except Exception as error:
+            index = failed.get("index")
+            if index == len(nb.cells):
+                where = "reading aigc_lab.runtime.describe() after the last cell (is aigc_lab installed?)"
+            else:
+                where = "the kernel" if index is None else f"cell {index}"
+            raise NotebookExecutionError(
+                f"{path}: {where} failed, so the notebook was not written.\n{error}"
+            ) from error
+        wall_time = time.perf_counter() - start
+        package_code, runs = _provenance_record(log_path, root)
 
+    stale = [
+        f"{run} (trained by {used['trained_by'] or 'an unrecorded run'})"
+        for run, used in runs.items()
+        if used["code"] is None or provenance.changed_files(used["code"], root)
+    ]
+    if stale:
+        raise NotebookExecutionError(
+            f"{path}: loaded run(s) trained by package code that changed since: {', '.join(stale)}. "
+            "Execute the page that trains them first (make notebooks does, in book order), or delete them; "
+            "the notebook was not written."
+        )
     described = _read_describe(work.cells.pop())
     record = {
         "mode": described["mode"],
@@ -226,6 +306,8 @@ def execute_one(path: Path, *, timeout: int = 1800) -> dict[str, Any]:
         "aigc_lab_version": described["aigc_lab"],
         "torch": described["torch"],
         "code_hash": source_hash,
+        "package_code": package_code,
+        "runs": runs,
         "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     work.metadata[METADATA_KEY] = record
@@ -235,7 +317,7 @@ def execute_one(path: Path, *, timeout: int = 1800) -> dict[str, Any]:
 
 
 def execute(paths: Iterable[Path], *, timeout: int = 1800) -> list[dict[str, Any]]:
-    """Execute notebooks with :func:`execute_one`, printing one line per notebook.
+    """Execute notebooks with :func:`execute_one`, in the order given, printing one line per notebook.
 
     Every notebook is tried; those that ran are written. If any failed,
     :class:`NotebookExecutionError` lists them at the end.
@@ -282,13 +364,41 @@ def _output_text(output: NotebookNode | dict[str, Any]) -> str:
     return "\n".join(texts)
 
 
+def _root_of(path: Path) -> Path:
+    """The repository a notebook belongs to (the folder holding ``_toc.yml``), else this package's."""
+    try:
+        return find_root(path.parent)
+    except FileNotFoundError:
+        return provenance.PACKAGE_DIR.parent
+
+
+def _provenance_problems(record: dict[str, Any], root: Path) -> list[str]:
+    """Package files, or runs' training code, recorded in ``record`` that differ from ``root``'s files now."""
+    if not isinstance(record.get("package_code"), dict) or not record["package_code"]:
+        return [f"{NO_PROVENANCE_MESSAGE} (executed before it was recorded); run make notebooks"]
+    problems = []
+    changed = provenance.changed_files(record["package_code"], root)
+    if changed:
+        problems.append(f"{STALE_PACKAGE_MESSAGE}: {', '.join(changed)}; run make notebooks")
+    for run, used in record.get("runs", {}).items():
+        if not isinstance(used.get("code"), dict):
+            problems.append(f"run {run} has no record of the code that trained it; run make notebooks")
+            continue
+        changed = provenance.changed_files(used["code"], root)
+        if changed:
+            by = used.get("trained_by") or "outside the book"
+            problems.append(f"run {run} (trained by {by}) {STALE_RUN_MESSAGE}: {', '.join(changed)}; run make notebooks")
+    return problems
+
+
 def check(path: Path) -> list[str]:
     """What is wrong with a committed notebook's outputs; an empty list when nothing is.
 
     Looks for: missing ``aigc_lab`` metadata, outputs not made in full mode, code changed since
-    the outputs were made, a notebook with no outputs, code cells that were never run or ran out
-    of order, error outputs (except in cells tagged ``raises-exception``), and outputs that show
-    a path of the machine that ran them.
+    the outputs were made, package code changed since (the files the notebook imported, and the
+    code that trained each run it used), a notebook with no outputs, code cells that were never
+    run or ran out of order, error outputs (except in cells tagged ``raises-exception``), and
+    outputs that show a path of the machine that ran them.
     """
     nb = nbformat.read(Path(path), as_version=4)
     problems: list[str] = []
@@ -302,6 +412,7 @@ def check(path: Path) -> list[str]:
             problems.append(f"outputs were made in {mode!r} mode, not 'full'; run make notebooks")
         if record.get("code_hash") != code_hash(nb):
             problems.append(STALE_MESSAGE)
+        problems.extend(_provenance_problems(record, _root_of(Path(path))))
 
     code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and _source(c).strip()]
     if code_cells and not any(c.get("outputs") for _, c in code_cells):
@@ -342,6 +453,11 @@ def _paths(given: Sequence[str], root: Path | None) -> list[Path]:
     return [p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in toc_notebooks(root or find_root())]
 
 
+def stale_notebooks(paths: Iterable[Path]) -> list[Path]:
+    """The notebooks, in the order given, that :func:`check` finds a problem with."""
+    return [Path(p) for p in paths if check(Path(p))]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m aigc_lab.notebooks",
@@ -350,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, help="the book's root, holding _toc.yml (default: found from cwd)")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("execute", help="run notebooks in full mode and write their outputs back")
-    run.add_argument("paths", nargs="*", help="notebooks (default: every notebook in _toc.yml)")
+    run.add_argument("paths", nargs="*", help="notebooks (default: the stale notebooks of _toc.yml, in book order)")
+    run.add_argument("--all", action="store_true", help="every notebook of _toc.yml, stale or not")
     run.add_argument("--timeout", type=int, default=1800, help="longest time one cell may run, in seconds")
     inspect = commands.add_parser("check", help="list problems with committed notebooks; exit 1 if any")
     inspect.add_argument("paths", nargs="*", help="notebooks (default: every notebook in _toc.yml)")
@@ -362,8 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.command == "execute":
+        todo = paths if args.paths or args.all else stale_notebooks(paths)
+        if not todo:
+            print("every notebook is up to date; nothing to execute (--all executes them anyway)")
         try:
-            execute(paths, timeout=args.timeout)
+            execute(todo, timeout=args.timeout)
         except NotebookExecutionError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

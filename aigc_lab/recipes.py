@@ -194,6 +194,8 @@ def measure_conditional(
     100 for 10 classes and 34 for 30 (about 1,000 samples in all; a tenth in quick mode). Returns
 
     * ``accuracy``: :func:`aigc_lab.metrics.classifier_accuracy` with the asked-for labels;
+    * ``label_accuracy`` and ``worst_label_accuracy``: the same for each label on its own (a list,
+      label by label) and its minimum, for targets stated per label;
     * ``fd_per_class``: mean of :func:`aigc_lab.metrics.frechet_distance_per_class`;
     * ``diversity`` and ``real_diversity``: :func:`aigc_lab.metrics.within_class_diversity` of the
       samples and of the real test images;
@@ -221,8 +223,12 @@ def measure_conditional(
             for part in labels.split(500)
         ])
     seconds = time.perf_counter() - start
+    predicted = classifier.predict(images)
+    label_accuracy = [float((predicted[labels == c] == c).double().mean()) for c in range(k)]
     result: dict[str, Any] = {
         "accuracy": classifier_accuracy(images, labels, classifier=classifier),
+        "label_accuracy": label_accuracy,
+        "worst_label_accuracy": min(label_accuracy),
         "fd_per_class": frechet_distance_per_class(images, labels, name, classifier=classifier, **spec)["mean"],
         "diversity": within_class_diversity(images, labels, k),
         "real_diversity": within_class_diversity(test.images, test.labels, k),
@@ -231,7 +237,6 @@ def measure_conditional(
     if name == "shapes":
         from aigc_lab.data.shapes import COLOUR_NAMES
 
-        predicted = classifier.predict(images)
         n_colours = len(COLOUR_NAMES)
         result["shape_accuracy"] = float((predicted // n_colours == labels // n_colours).double().mean())
         result["colour_accuracy"] = float((predicted % n_colours == labels % n_colours).double().mean())

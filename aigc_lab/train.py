@@ -41,15 +41,17 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from aigc_lab import runtime
+from aigc_lab import provenance, runtime
 from aigc_lab.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_state_dict_checked,
     save_checkpoint,
+    save_json,
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=nn.Module)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -125,11 +127,27 @@ class TrainableModel(nn.Module):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (saved in ``RUN_DIR/config.json``)."""
+    """Settings of one training run (saved in ``RUN_DIR/config.json``).
+
+    What ``seed`` covers. :func:`fit` calls ``runtime.seed_everything(seed)`` when it starts, so
+    the seed fixes the batch order (each epoch's permutation is drawn from the seed and the
+    epoch) and every random number training draws (latent codes, diffusion noise, dropout);
+    a resumed run takes the generators' states from its checkpoint instead, and so ends where
+    the uninterrupted run ends. The weights' initialisation happens before :func:`fit`, when
+    the model is built: the seed covers it only when the model is built under it, as
+    :func:`build_under_seed` (the command line) and ``torch.manual_seed(seed)`` before building
+    (the notebooks, :func:`aigc_lab.recipes.train_recipe`) do.
+
+    Same seed, same bits holds on one machine's CPU with one number of threads. The seed does
+    not cover the thread count (a sum split over more threads rounds differently; the
+    command line takes it from ``AIGC_LAB_THREADS``), nondeterministic kernels (some CUDA
+    ones add in a varying order with atomics, e.g. ``index_add`` and some convolution
+    gradients), nor another CPU or another torch version, whose kernels may round differently.
+    """
 
     steps: int  # optimisation steps in total (a resumed run continues up to this)
     batch_size: int = 64
-    seed: int = 0  # seeds the weights' training noise and the batch order
+    seed: int = 0  # fixes the batch order and the training noise (and the weights, when built under it)
     log_every: int = 25  # TensorBoard scalars every this many steps
     image_every: int = 0  # sample grids every this many steps (0: only at the end)
     checkpoint_every: int = 250  # atomic checkpoint every this many steps (and at the end)
@@ -191,6 +209,16 @@ class StepContext:
         else:
             loss.backward()
             optimizer.step()
+
+
+def build_under_seed(seed: int, build: Callable[..., M], /, *args: Any, **kwargs: Any) -> M:
+    """``build(*args, **kwargs)`` after ``runtime.seed_everything(seed)``: the weights' initialisation then depends on the seed.
+
+    ``build_under_seed(3, build_model, "vae", image_shape=(1, 8, 8))`` followed by :func:`fit`
+    with ``TrainConfig(seed=3)`` gives the same weights in every process (see :class:`TrainConfig`).
+    """
+    runtime.seed_everything(seed)
+    return build(*args, **kwargs)
 
 
 def _check_finite(name: str, value: float, step: int) -> None:
@@ -282,7 +310,8 @@ def fit(
         dataset: yields ``(image in [0, 1], label)``; an :class:`aigc_lab.data.ImageDataset`
             is kept on the device as a whole.
         run_dir: where TensorBoard events, ``config.json`` and ``checkpoint.pt`` go.
-        config: steps, batch size, seed, logging and checkpoint intervals.
+        config: steps, batch size, seed (what it covers: see :class:`TrainConfig`), logging and
+            checkpoint intervals.
         device: defaults to :func:`aigc_lab.runtime.device`.
         resume: continue from ``run_dir/checkpoint.pt`` when it exists (False starts over).
         data_spec: how to reload the data (e.g. ``{"name": "digits", "size": 16}``), stored in
@@ -339,23 +368,25 @@ def fit(
         history.scalars = {k: (list(v[0]), list(v[1])) for k, v in state["history"].items()}
         history.train_seconds = float(state["train_seconds"])
 
-    (run_dir / CONFIG_NAME).write_text(
-        json.dumps(
-            {
-                "model": model.name,
-                "hparams": model.hparams,
-                "train": asdict(config),
-                "data": data_spec or {"name": getattr(dataset, "name", type(dataset).__name__), "split": getattr(dataset, "split", None)},
-                "runtime": runtime.describe(),
-            },
-            indent=2,
-        )
+    save_json(
+        {
+            "model": model.name,
+            "hparams": model.hparams,
+            "train": asdict(config),
+            "data": data_spec or {"name": getattr(dataset, "name", type(dataset).__name__), "split": getattr(dataset, "split", None)},
+            "runtime": runtime.describe(),
+        },
+        run_dir / CONFIG_NAME,
     )
 
     batches = _Batches(dataset, config.batch_size, config.seed, dev)
     ctx = StepContext(optimizers, scaler, dev)
     fixed_noise = torch.Generator().manual_seed(config.seed + 12345)
     pending: dict[str, list[float]] = {}
+
+    # The package code this run depends on: the model's family, this loop and the data's loaders,
+    # with what they import; stored next to every checkpoint (aigc_lab.provenance).
+    training_code = [type(model).__module__, __name__, type(dataset).__module__]
 
     def save(step: int) -> None:
         save_checkpoint(
@@ -372,6 +403,7 @@ def fit(
             },
             ckpt_path,
         )
+        provenance.write_run_record(run_dir, training_code)
 
     def log_eval(writer: SummaryWriter, step: int) -> None:
         if eval_fn is None:
@@ -447,6 +479,7 @@ def fit(
         bar.close()
         writer.close()
     history.steps = max(start, config.steps)
+    provenance.log_run(run_dir, "trained" if start < config.steps else "loaded")
     return history
 
 
@@ -455,10 +488,7 @@ def load_run(run_dir: str | os.PathLike, *, device: torch.device | str | None = 
     from aigc_lab.models import build_model
 
     run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run: no {CONFIG_NAME} in it (train one with `python -m aigc_lab train`)")
-    config = json.loads(config_path.read_text())
+    config = read_run_config(run_dir)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
     model = build_model(state["model_name"], **state["hparams"])
     load_state_dict_checked(model, state["model"], what="model", path=run_dir / CHECKPOINT_NAME)
@@ -466,4 +496,35 @@ def load_run(run_dir: str | os.PathLike, *, device: torch.device | str | None = 
     config["train_seconds"] = float(state["train_seconds"])
     config["history"] = state["history"]
     dev = torch.device(device) if device is not None else runtime.device()
+    provenance.log_run(run_dir, "loaded")
     return model.to(dev).eval(), config
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` that :func:`fit` wrote into ``run_dir``.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``config.json``: it is not a training run.
+        CheckpointError: the file cannot be read or is not a run's configuration; the message
+            names it and says how to rewrite it.
+    """
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run: no {CONFIG_NAME} in it (train one with `python -m aigc_lab train`)")
+    rewrite = "training it again with the same command resumes from its checkpoint and rewrites the file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not a text file: the run directory is damaged; {rewrite}") from None
+    except OSError as exc:
+        raise CheckpointError(f"could not read {path}: {exc.strerror or exc}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path} is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}): the run directory is damaged; {rewrite}"
+        ) from None
+    missing = [key for key in ("model", "data") if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise CheckpointError(f"{path} is JSON but not a run's configuration (it lacks {', '.join(map(repr, missing))}): the run directory is damaged; {rewrite}")
+    return config

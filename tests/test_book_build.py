@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_ARGS = ("--all", "-W", "-n", "--keep-going")  # fresh environment, warnings are errors
 RUN_DIRS = (ROOT / "book" / "runs", ROOT / "runs")
 MAX_SECONDS = 240  # far below what executing even one notebook in full mode takes
+# MathJax from a CDN (cdn.jsdelivr.net/npm/mathjax@3, cdnjs.cloudflare.com/ajax/libs/mathjax/...,
+# unpkg.com/mathjax@3, ...): an offline reader would see raw LaTeX.
+MATHJAX_URL = re.compile(r"""(?:https?:)?//[^\s"'<>]*/mathjax\b""", re.IGNORECASE)
+SCRIPT_SRC = re.compile(r"""<script\b[^>]*\bsrc=["']([^"']+)["']""", re.IGNORECASE)
 
 
 def _snapshot() -> dict[str, str]:
@@ -96,3 +101,33 @@ def test_book_shows_committed_outputs_without_executing(built: tuple[Path, str, 
             no_colab.append(nb.name)
     assert not no_outputs, f"pages built without outputs (run make notebooks): {no_outputs}"
     assert not no_colab, f"pages without a Colab launch button: {no_colab}"
+
+
+def test_book_serves_its_own_mathjax(built: tuple[Path, str, float]) -> None:
+    """Math renders without internet: every page with math loads MathJax from the book's _static/."""
+    html, _, _ = built
+    cdn, remote, missing, without = [], [], [], []
+    pages_with_math = 0
+    for page in sorted(html.rglob("*.html")):
+        if "_static" in page.relative_to(html).parts:
+            continue
+        text = page.read_text(encoding="utf-8")
+        name = str(page.relative_to(html))
+        cdn += [f"{name}: {m.group(0)}" for m in MATHJAX_URL.finditer(text)]
+        mathjax = [src for src in SCRIPT_SRC.findall(text) if "mathjax" in src.lower()]
+        for src in mathjax:
+            if "//" in src:
+                remote.append(f"{name}: {src}")
+            elif not (page.parent / src.split("?")[0]).resolve().is_file():
+                missing.append(f"{name}: {src}")
+        if 'class="math' in text:
+            pages_with_math += 1
+            if not mathjax:
+                without.append(name)
+    assert not cdn, "pages reference MathJax on a CDN:\n" + "\n".join(cdn)
+    assert not remote, "pages load MathJax from another site:\n" + "\n".join(remote)
+    assert not missing, "pages load a MathJax file the build lacks:\n" + "\n".join(missing)
+    assert not without, f"pages with math that load no MathJax: {without}"
+    assert pages_with_math, "no page has math: is dollarmath still enabled?"
+    fonts = html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert any(fonts.glob("*.woff")), f"MathJax's fonts are missing from {fonts.relative_to(html)}"

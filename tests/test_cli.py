@@ -1,10 +1,17 @@
+import errno
 import json
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from aigc_lab.cli import main
 
@@ -188,3 +195,133 @@ def test_best_of_reaches_a_gan_with_an_auxiliary_classifier(tmp_path, capsys):
     assert np.load(out)["images"].shape == (6, 1, 8, 8) and (np.load(out)["labels"] == 7).all()
     assert main(["sample", str(run), "--n", "6", "--out", str(out), "--best-of", "0"]) == 2
     assert "best_of must be an integer >= 1" in capsys.readouterr().err
+
+
+# A seeded command that trains in about a second (its process spends most of its time importing
+# torch, torchvision and scikit-learn), on one torch thread, so that the bits do not depend on how
+# the work is split between threads.
+SEEDED_STEPS, SEEDED_CHECKPOINT_EVERY = 100, 25
+SEEDED_TRAIN = [
+    *("train", "wgan-gp-mlp", "--data", "digits", "--batch-size", "32", "--param", "hidden=32", "--seed", "3", "--device", "cpu"),
+    *("--steps", str(SEEDED_STEPS), "--checkpoint-every", str(SEEDED_CHECKPOINT_EVERY)),
+]
+
+
+def _start_training(run_dir) -> subprocess.Popen:
+    env = {**os.environ, "AIGC_LAB_THREADS": "1", "AIGC_LAB_PROGRESS": "0"}
+    command = [sys.executable, "-m", "aigc_lab", *SEEDED_TRAIN, "--run-dir", str(run_dir)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+
+
+def _assert_same_bits(a, b, where="checkpoint"):
+    """Every tensor, number and string of two checkpoints is the same, bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys differ"
+        for key in a:
+            _assert_same_bits(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_bits(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _final_state(run_dir) -> dict:
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == SEEDED_STEPS
+    del state["train_seconds"]  # the one thing that may differ: wall-clock time
+    return state
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(tmp_path_factory):
+    """The seeded command, four times in two waves of two processes (each spends most of its
+    time importing, so the waves keep both tests short):
+
+    1. ``first`` runs to the end, while ``killed`` is killed with SIGKILL as soon as its first
+       checkpoint exists;
+    2. ``second`` runs to the end, while ``killed`` is started again with the same command.
+
+    Returns the three run directories, the step of the checkpoint the killed process left, and
+    the process id of its second start.
+    """
+    root = tmp_path_factory.mktemp("seeded")
+    first, second, killed = root / "first", root / "second", root / "killed"
+    processes = [_start_training(first)]
+    victim = _start_training(killed)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint.pt").exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    victim.send_signal(signal.SIGKILL)  # a no-op when it has already exited
+    _, err = victim.communicate()
+    assert victim.returncode == -signal.SIGKILL, f"the run was not killed mid-way (exit code {victim.returncode}): {err}"
+    killed_at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    resumed = _start_training(killed)
+    processes += [_start_training(second), resumed]
+    for process in processes:
+        _finish(process)
+    return SimpleNamespace(first=first, second=second, killed=killed, killed_at=killed_at, resumed_pid=resumed.pid)
+
+
+def test_two_identical_commands_give_the_same_bits(seeded_runs):
+    first, second = _final_state(seeded_runs.first), _final_state(seeded_runs.second)
+    _assert_same_bits(first["model"], second["model"], "model")
+    _assert_same_bits(first, second)  # optimizers, random number generators and logged losses too
+
+
+def test_a_run_killed_mid_way_resumes_to_the_same_bits(seeded_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    killed_at = seeded_runs.killed_at
+    assert SEEDED_CHECKPOINT_EVERY <= killed_at < SEEDED_STEPS, "the kill must come between the first checkpoint and the end"
+    _assert_same_bits(_final_state(seeded_runs.first), _final_state(seeded_runs.killed))
+    # It resumed rather than starting over: the second process's events file logs only the steps after the checkpoint.
+    (events,) = seeded_runs.killed.glob(f"events.out.tfevents.*.{seeded_runs.resumed_pid}.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    logged = [event.step for event in accumulator.Scalars("train/wasserstein")]
+    assert logged and min(logged) > killed_at, (logged, killed_at)
+
+
+def test_a_damaged_config_json_is_one_line_with_exit_code_2(trained_run, tmp_path, capsys):
+    run = tmp_path / "damaged"
+    shutil.copytree(trained_run, run)
+    (run / "config.json").write_text('{"model": "wgan-gp-mlp", "data": {"name": "digi')
+    capsys.readouterr()
+    for argv in (["sample", str(run), "--n", "3", "--out", str(tmp_path / "x.npz")], ["eval", str(run), "--n", "10"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {run / 'config.json'} is not valid JSON (Unterminated string starting at: line 1, column 43): the run directory is damaged")
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+    # what the message advises: the same training command resumes from the checkpoint and rewrites the file
+    train = ["train", "wgan-gp-mlp", "--data", "digits", "--steps", "6", "--batch-size", "32", "--param", "hidden=32", "--run-dir", str(run)]
+    assert main(train) == 0
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "x.npz")]) == 0
+
+
+def test_a_full_disk_during_training_is_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "full"
+    train = ["train", "mse-generator", "--data", "digits", "--run-dir", str(run), "--steps"]
+    assert main([*train, "2"]) == 0
+    before = torch.load(run / "checkpoint.pt", weights_only=True)
+
+    def full_disk(obj, f):
+        f.write(b"PK half a zip file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    capsys.readouterr()
+    assert main([*train, "4"]) == 2  # resumes at step 2; the save at step 4 finds the disk full
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: could not write checkpoint {run / 'checkpoint.pt'}: the disk is full (No space left on device); the previous checkpoint is kept"
+    monkeypatch.undo()
+    _assert_same_bits(torch.load(run / "checkpoint.pt", weights_only=True), before)
+    assert not list(run.glob(".*.tmp"))

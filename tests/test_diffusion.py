@@ -222,26 +222,60 @@ def test_label_dropout_uses_the_null_class():
     )
 
 
-def test_guidance_formula_and_label_effect():
+@pytest.mark.parametrize("channels", [8, 16, 32, 64, 128, 256])
+def test_groupnorm_keeps_the_time_embedding(channels):
+    """Every group holds >= 4 channels (32 groups from 128 up), so the per-channel embedding survives the norm."""
+    from aigc_lab.models.unet import ResBlock, _groups
+
+    groups = _groups(channels)
+    assert channels % groups == 0 and channels // groups >= 4 and groups == min(32, channels // 4)
     torch.manual_seed(0)
-    model = DDPM(**SMALL, num_classes=3)
-    _steps(model, _images(8), torch.arange(8) % 3, steps=2)  # label embeddings move away from their shared init
-    noise = torch.randn(4, 1, 8, 8)
-
-    def draw(labels, guidance):
-        return model.sample(4, labels=torch.tensor(labels), method="ddim", steps=5, noise=noise, guidance=guidance)
-
-    plain = draw([0, 1, 2, 0], None)
-    torch.testing.assert_close(draw([0, 1, 2, 0], 0.0), plain, rtol=0, atol=0)
-    assert not torch.allclose(draw([1, 1, 2, 0], None)[0], plain[0]), "the label changes the output"
-    assert not torch.allclose(draw([0, 1, 2, 0], 3.0), plain), "guidance changes the output"
-
-    x, t, y = (torch.randn(4, 1, 8, 8), torch.tensor([1, 5, 9, 49]), torch.tensor([0, 1, 2, 0]))
+    block = ResBlock(channels, channels, emb_dim=16).eval()
+    x = torch.randn(2, channels, 4, 4)
+    emb_a, emb_b = torch.randn(2, 16), torch.randn(2, 16)
     with torch.no_grad():
-        cond, uncond = model.ema(x, t, y), model.ema(x, t, torch.full_like(y, 3))
-        torch.testing.assert_close(model.guided_eps(x, t, y, 2.0), 3.0 * cond - 2.0 * uncond, atol=1e-5, rtol=0)
-        torch.testing.assert_close(model.guided_eps(x, t, y, 0.0), cond)
-        torch.testing.assert_close(model.guided_eps(x, t, y, -1.0), uncond, atol=1e-5, rtol=0)
+        moved = (block(x, emb_a) - block(x, emb_b)).abs().mean()
+    assert moved > 1e-3, f"the embedding changes the block's output by only {moved:.2e}: the norm cancels it"
+
+
+def test_guidance_formula_and_label_effect():
+    # Checked on a freshly initialised U-Net's raw outputs, not on clipped samples after training:
+    # there the clipped x0 saturated, so whether the label changed anything came down to one CPU's
+    # rounding (before unet._groups kept 4 channels a group, SMALL's U-Net ignored its labels).
+    torch.manual_seed(0)
+    model = DDPM(**{**SMALL, "base_channels": 64, "channel_mults": (1,)}, num_classes=3)
+    g = torch.Generator().manual_seed(0)
+    x, t, y = (torch.randn(4, 1, 8, 8, generator=g), torch.tensor([1, 5, 9, 49]), torch.tensor([0, 1, 2, 0]))
+    null, other = torch.full_like(y, 3), (y + 1) % 3
+    per_image = lambda a: a.abs().flatten(1).mean(1)  # (N,) mean absolute value
+    with torch.no_grad():
+        cond, uncond = model.ema(x, t, y), model.ema(x, t, null)
+        scale = per_image(cond)  # about 0.3
+        # The label (and the null label) move the raw output by about 0.15 per pixel; rounding would be 1e-7.
+        assert bool((per_image(model.ema(x, t, other) - cond) > 0.1 * scale).all())
+        assert bool((per_image(uncond - cond) > 0.1 * scale).all())
+
+        # (1 + w) eps(x, y) - w eps(x, null), up to float32 rounding (the guided call batches [y, null] in one pass)
+        guided = model.guided_eps(x, t, y, 2.0)
+        torch.testing.assert_close(guided, 3.0 * cond - 2.0 * uncond, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.guided_eps(x, t, y, 0.0), cond, atol=0, rtol=0)
+        torch.testing.assert_close(model.guided_eps(x, t, y, None), cond, atol=0, rtol=0)
+        torch.testing.assert_close(model.guided_eps(x, t, y, -1.0), uncond, atol=1e-5, rtol=1e-5)
+        assert bool((per_image(guided - cond) > 0.2 * scale).all()), "guidance moves eps by 2 (cond - uncond)"
+        assert bool((per_image(model.guided_eps(x, t, other, 2.0) - guided) > 0.1 * scale).all()), "and the label still matters"
+
+    # The sampler asks the network for [y, null] in one batch when guided, for y alone when not.
+    seen = []
+    model.ema.register_forward_hook(lambda module, args, out: seen.append(args[2].tolist()))
+    noise = torch.randn(4, 1, 8, 8, generator=g)
+    plain = model.sample(4, labels=y, method="ddim", steps=3, noise=noise)
+    assert seen == [[0, 1, 2, 0]] * 3
+    seen.clear()
+    torch.testing.assert_close(model.sample(4, labels=y, method="ddim", steps=3, noise=noise, guidance=0.0), plain, atol=0, rtol=0)
+    assert seen == [[0, 1, 2, 0]] * 3, "w = 0 is the plain conditional model: no unconditional call"
+    seen.clear()
+    model.sample(4, labels=y, method="ddim", steps=3, noise=noise, guidance=3.0)
+    assert seen == [[0, 1, 2, 0, 3, 3, 3, 3]] * 3
 
 
 # ----- errors and the run directory -------------------------------------------------------
@@ -339,3 +373,144 @@ def test_v_prediction_trains_and_samples(tmp_path):
     assert sum(losses[-5:]) < sum(losses[:5]), losses
     x = model.sample(4, generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 1, 8, 8) and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_v_prediction_reads_x0_off_v_without_dividing_by_sqrt_abar():
+    # At t = T with the cosine schedule abar_T is about 2.4e-9. x0 = sqrt(abar) x_t - sqrt(1 - abar) v
+    # loses nothing in float32; going through eps = sqrt(abar) v + sqrt(1 - abar) x_t and then
+    # x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) divides eps's rounding (~1e-7) by sqrt(abar) ~ 5e-5.
+    model = DDPM(**{**SMALL, "timesteps": 1000}, prediction="v", ema_decay=0)
+    abar = float(model.alphas_cumprod[-1])
+    assert 1e-9 < abar < 1e-8
+    g = torch.Generator().manual_seed(0)
+    x0 = 1.8 * torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64) - 0.9  # inside [-1, 1]: clipping keeps it
+    x_T = torch.randn(4, 1, 8, 8, generator=g)  # the sampler's float32 start
+    # The v, worked out in float64, whose exact x0 = sqrt(abar) x_T - sqrt(1 - abar) v is x0 above.
+    v = ((math.sqrt(abar) * x_T.double() - x0) / math.sqrt(1 - abar)).float()
+    eps = (x_T.double() - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(()))  # sample() finds the device from it
+
+        def forward(self, x, t, labels=None):
+            return v
+
+    model.net = Oracle()
+    seen = []
+    model.sample(4, steps=1, noise=x_T, callback=lambda t, x, x0_hat: seen.append((t, x0_hat)))
+    assert seen[0][0] == 999
+    new_error = float((seen[0][1].double() - x0).abs().max())
+    guided_eps = model.guided_eps(x_T, torch.full((4,), 999), None, None)
+    old_error = float(((x_T - math.sqrt(1 - abar) * guided_eps) / math.sqrt(abar)).double().sub(x0).abs().max())
+    assert new_error < 1e-6, new_error  # measured 5e-8: float32 rounding of v
+    assert old_error > 1e-4, old_error  # measured 2e-3: the former route, through eps
+    torch.testing.assert_close(guided_eps.double(), eps, atol=1e-6, rtol=0)  # eps read off v directly: 1e-7
+
+
+# ----- agreement with diffusers' schedulers ---------------------------------------------------
+
+
+class StandInNet(torch.nn.Module):
+    """A small fixed conditional "network" for comparing samplers: elementwise maths and shifts, no
+    learned weights (the same numbers on any CPU and for any batch), which depends on x, on t and on
+    the label, and whose estimates of x0 are clipped at some steps and not at others."""
+
+    def __init__(self, timesteps: int):
+        super().__init__()
+        self.timesteps = timesteps
+        self.mix = torch.nn.Parameter(torch.tensor([0.9, 0.3, -0.2]))
+        self.label_shift = torch.nn.Parameter(torch.tensor([0.4, -0.3, 0.1, 0.0]))  # the last is the null label
+
+    def forward(self, x, t, labels):
+        s = (t.float() / self.timesteps).view(-1, 1, 1, 1)
+        h = self.mix[0] * x + self.mix[1] * x.roll(1, -1) + self.mix[2] * x.roll(1, -2)
+        return torch.tanh(h) * (0.5 + s) + self.label_shift[labels].view(-1, 1, 1, 1) * (1 - s)
+
+
+def test_schedules_match_diffusers():
+    diffusers = pytest.importorskip("diffusers")
+    for ours, theirs in (("linear", {"beta_schedule": "linear"}), ("cosine", {"beta_schedule": "squaredcos_cap_v2"})):
+        betas = beta_schedule(ours, 1000)
+        scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, **theirs)
+        torch.testing.assert_close(scheduler.betas.double(), betas, atol=0, rtol=3e-7)  # float32 rounding of the same numbers
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize(("method", "steps", "eta"), [("ddpm", 10, 0.0), ("ddim", 50, 0.0), ("ddim", 10, 0.0), ("ddim", 10, 1.0)])
+def test_samplers_match_diffusers(method, steps, eta, prediction, schedule):
+    """DDPM.sample against diffusers' DDPMScheduler / DDIMScheduler, step by step.
+
+    Configuration that matches the package: the package's betas (``trained_betas``); x0 clipped to
+    [-1, 1] (``clip_sample``); DDPM's posterior variance tilde beta (``variance_type="fixed_small"``)
+    and its timesteps (the package's evenly spaced sequence, given as custom timesteps; diffusers'
+    ``timestep_spacing="linspace"`` makes the same); DDIM's eps re-derived from the clipped x0
+    (``use_clipped_model_output=True``) and x_{-1} = x0 (``set_alpha_to_one=True``). Guidance
+    (w = 2) is applied to the network's output (eps or v) before the scheduler's step, as
+    diffusers' pipelines do. Same x_T, same seed for the per-step noise.
+
+    Respaced DDIM: diffusers' DDIMScheduler steps from t to t - T // steps, which is not the
+    previous element of the package's (rounded) evenly spaced sequence; it is checked instead as
+    the package's docstring describes respacing, a DDIMScheduler over `steps` steps whose betas are
+    1 - abar_{tau_i} / abar_{tau_{i-1}}, with the network called at tau_i.
+
+    Tolerance 2e-5 on x_t and the images: diffusers keeps betas in float32 and takes abar as a
+    float32 cumulative product (relative error up to ~1e-5 at t = T for the cosine schedule, against
+    the package's float64), and both evaluate the step in float32 in a different order. Measured
+    at most 2.2e-6 (with diffusers given the package's float64 abar: 0). Any real difference
+    (variance type, final alpha, clipping, an off-by-one step) is 3e-2 or more. x0 = (x_t -
+    sqrt(1 - abar) eps) / sqrt(abar) of an eps-network divides those differences by sqrt(abar_t),
+    so its tolerance is 2e-5 / sqrt(abar_t).
+    """
+    diffusers = pytest.importorskip("diffusers")
+    T, n, w, K = 50, 4, 2.0, 3
+    model = DDPM(**{**SMALL, "timesteps": T, "schedule": schedule}, num_classes=K, prediction=prediction, ema_decay=0)
+    model.net = net = StandInNet(T)
+    g = torch.Generator().manual_seed(0)
+    x_T, labels = torch.randn(n, 1, 8, 8, generator=g), torch.tensor([0, 1, 2, 0])
+    ours = []
+    images = model.sample(
+        n, labels=labels, steps=steps, method=method, eta=eta, guidance=w, noise=x_T,
+        generator=torch.Generator().manual_seed(1), callback=lambda t, x, x0: ours.append((t, x, x0)),
+    )  # fmt: skip
+
+    ts = model.timestep_sequence(steps)  # ascending
+    common = {"clip_sample": True, "clip_sample_range": 1.0, "prediction_type": {"eps": "epsilon", "v": "v_prediction"}[prediction]}
+    if method == "ddpm":
+        scheduler = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=model.betas.numpy(), variance_type="fixed_small", **common)
+        scheduler.set_timesteps(timesteps=ts[::-1])
+        network_step, options = (lambda s: s), {}
+    elif steps == T:
+        scheduler = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=model.betas.numpy(), set_alpha_to_one=True, timestep_spacing="linspace", **common)
+        scheduler.set_timesteps(steps)
+        network_step, options = (lambda s: s), {"eta": eta, "use_clipped_model_output": True}
+    else:  # respaced: a scheduler over the `steps` visited steps
+        abar = model.alphas_cumprod[ts]
+        betas = 1 - abar / torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+        scheduler = diffusers.DDIMScheduler(num_train_timesteps=steps, trained_betas=betas.numpy(), set_alpha_to_one=True, timestep_spacing="linspace", **common)
+        scheduler.set_timesteps(steps)
+        network_step, options = (lambda s: ts[s]), {"eta": eta, "use_clipped_model_output": True}
+
+    theirs, x, generator = [], x_T.clone(), torch.Generator().manual_seed(1)
+    null = torch.full_like(labels, K)
+    for s in scheduler.timesteps:
+        t = network_step(int(s))
+        t_batch = torch.full((n,), t)
+        with torch.no_grad():  # the network called as DDPM.guided_eps calls it: one batch of [y, null]
+            conditional, unconditional = net(torch.cat([x, x]), torch.cat([t_batch, t_batch]), torch.cat([labels, null])).chunk(2)
+        output = (1 + w) * conditional - w * unconditional
+        step = scheduler.step(output, s, x, generator=generator, **options)
+        theirs.append((t, x, step.pred_original_sample))
+        x = step.prev_sample
+
+    assert [t for t, _, _ in ours] == [t for t, _, _ in theirs] == ts[::-1]
+    clipped = sum(float((x0.abs() == 1).float().mean()) for _, _, x0 in ours) / len(ours)
+    assert 0.02 < clipped < 0.9, "both the clipped and the unclipped path are exercised"
+    for (t, x_ours, x0_ours), (_, x_theirs, x0_theirs) in zip(ours, theirs):
+        torch.testing.assert_close(x_ours, x_theirs, atol=2e-5, rtol=0, msg=f"x_t at t={t}")
+        sqrt_abar = math.sqrt(float(model.alphas_cumprod[t]))
+        torch.testing.assert_close(x0_ours, x0_theirs, atol=2e-5 / (sqrt_abar if prediction == "eps" else 1.0), rtol=0, msg=f"x0 at t={t}")
+    torch.testing.assert_close(images, ((x + 1) / 2).clamp(0, 1), atol=2e-5, rtol=0)
+    assert float(images.std()) > 0.1, "not a trivial (constant) image"

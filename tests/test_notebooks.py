@@ -9,8 +9,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from aigc_lab import notebooks
-from aigc_lab.notebooks import STALE_MESSAGE, check, code_hash
+from aigc_lab import notebooks, provenance
+from aigc_lab.notebooks import (
+    NO_PROVENANCE_MESSAGE,
+    STALE_MESSAGE,
+    STALE_PACKAGE_MESSAGE,
+    STALE_RUN_MESSAGE,
+    check,
+    code_hash,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -103,8 +110,13 @@ def test_code_hash_changes_with_code() -> None:
 
 
 def _write(tmp_path: Path, nb: nbformat.NotebookNode, *, mode: str | None = "full") -> Path:
-    if mode is not None:
-        nb.metadata["aigc_lab"] = {"mode": mode, "device": "cpu", "code_hash": code_hash(nb)}
+    if mode is not None and "aigc_lab" not in nb.metadata:
+        nb.metadata["aigc_lab"] = {
+            "mode": mode,
+            "device": "cpu",
+            "code_hash": code_hash(nb),
+            "package_code": provenance.imported_files({"aigc_lab.runtime": None}),
+        }
     path = tmp_path / "chapter.ipynb"
     nbformat.write(nb, path)
     return path
@@ -133,6 +145,48 @@ def test_check_stale_hash(tmp_path: Path) -> None:
     nb.cells[2].source = "print(math.tau)"
     nbformat.write(nb, path)
     _one_problem(path, STALE_MESSAGE)
+
+
+def test_check_no_provenance(tmp_path: Path) -> None:
+    nb = _notebook()
+    nb.metadata["aigc_lab"] = {"mode": "full", "device": "cpu", "code_hash": code_hash(nb)}
+    _one_problem(_write(tmp_path, nb), NO_PROVENANCE_MESSAGE)
+
+
+def _recorded(files: dict[str, str]) -> dict[str, str]:
+    return {name: provenance.file_hash(provenance.PACKAGE_DIR.parent / name) for name in files}
+
+
+def test_check_changed_package_file(tmp_path: Path) -> None:
+    """A planted defect: the notebook ran with a version of a package file that is not the branch's."""
+    nb = _notebook()
+    path = _write(tmp_path, nb)
+    assert check(path) == []
+    record = nb.metadata["aigc_lab"]
+    record["package_code"] = _recorded({"aigc_lab/runtime.py": "", "aigc_lab/images.py": ""})
+    record["package_code"]["aigc_lab/images.py"] = "sha256:" + "0" * 64  # made by another version of images.py
+    nbformat.write(nb, path)
+    _one_problem(path, f"{STALE_PACKAGE_MESSAGE}: aigc_lab/images.py;")
+    record["package_code"]["aigc_lab/gone.py"] = "sha256:" + "1" * 64
+    nbformat.write(nb, path)
+    _one_problem(path, "aigc_lab/gone.py (deleted), aigc_lab/images.py")
+
+
+def test_check_stale_and_unrecorded_runs(tmp_path: Path) -> None:
+    nb = _notebook()
+    path = _write(tmp_path, nb)
+    code = _recorded({"aigc_lab/train.py": ""})
+    nb.metadata["aigc_lab"]["runs"] = {"book/runs/a": {"event": "loaded", "trained_by": "book/a.ipynb", "code": code}}
+    runs = nb.metadata["aigc_lab"]["runs"]  # the notebook holds a copy of what was assigned
+    nbformat.write(nb, path)
+    assert check(path) == []
+    runs["book/runs/a"]["code"] = {"aigc_lab/train.py": "sha256:" + "2" * 64}
+    runs["book/runs/b"] = {"event": "loaded", "trained_by": None, "code": None}
+    nbformat.write(nb, path)
+    problems = check(path)
+    assert len(problems) == 2, problems
+    assert f"run book/runs/a (trained by book/a.ipynb) {STALE_RUN_MESSAGE}: aigc_lab/train.py" in problems[0]
+    assert "run book/runs/b has no record of the code that trained it" in problems[1]
 
 
 def test_check_error_output(tmp_path: Path) -> None:
@@ -226,3 +280,42 @@ def test_execute_records_full_mode_and_refuses_failures(tmp_path: Path, monkeypa
     assert record["code_hash"] == code_hash(nb)
     assert set(record) >= {"device", "device_name", "wall_time_s", "aigc_lab_version", "torch", "executed_at"}
     assert check(good) == []
+
+
+def test_execute_records_package_code_and_runs_and_retrains_stale_runs(tmp_path: Path) -> None:
+    import json
+
+    page = tmp_path / "page.ipynb"
+    trains = (
+        "from aigc_lab.data import load_dataset\n"
+        "from aigc_lab.models import MSEGenerator\n"
+        "from aigc_lab.train import TrainConfig, fit\n"
+        "model = MSEGenerator(image_shape=(1, 8, 8))\n"
+        "print(fit(model, load_dataset('digits', 'train'), 'runs/tiny', TrainConfig(steps=2)).steps)"
+    )
+    nbformat.write(new_notebook(cells=[new_code_cell(trains)]), page)
+    record = notebooks.execute_one(page, timeout=300)
+    assert {"aigc_lab/models/mlp.py", "aigc_lab/train.py", "aigc_lab/provenance.py"} <= set(record["package_code"])
+    assert "aigc_lab/models/vae.py" not in record["package_code"], "the registry imported a family nobody asked for"
+    run = (tmp_path / "runs/tiny").resolve().as_posix()
+    assert record["runs"][run]["event"] == "trained"
+    assert record["runs"][run]["trained_by"] == page.resolve().as_posix()
+    assert "aigc_lab/models/mlp.py" in record["runs"][run]["code"]
+    assert check(page) == []
+
+    # The code that trained the run changes: executing the page again trains it again.
+    stored = tmp_path / "runs/tiny" / provenance.RUN_FILE
+    outdated = json.loads(stored.read_text())
+    outdated["code"]["aigc_lab/models/mlp.py"] = "sha256:" + "0" * 64
+    stored.write_text(json.dumps(outdated))
+    record = notebooks.execute_one(page, timeout=300)
+    assert record["runs"][run]["event"] == "trained" and not provenance.run_is_stale(tmp_path / "runs/tiny")
+
+    # A page that only loads a run trained by outdated code is not written.
+    loader = tmp_path / "loader.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("from aigc_lab.train import load_run\nload_run('runs/tiny')")]), loader)
+    stored.write_text(json.dumps(outdated))
+    before = loader.read_bytes()
+    with pytest.raises(notebooks.NotebookExecutionError, match="loaded run.*trained by package code that changed since"):
+        notebooks.execute_one(loader, timeout=300)
+    assert loader.read_bytes() == before

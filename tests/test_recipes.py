@@ -63,7 +63,30 @@ def test_shapes_measures_split_shape_and_colour(tmp_path, monkeypatch):
     Oracle.asked = torch.arange(30).repeat(2)
     m = measure_conditional(model, "shapes-cvae", per_class=2, classifier=Oracle())
     assert m["shape_accuracy"] == 1.0 and m["colour_accuracy"] == 0.0 and m["accuracy"] == 0.0
+    assert m["label_accuracy"] == [0.0] * 30 and m["worst_label_accuracy"] == 0.0
     assert len(test.classes) == 30
+
+
+def test_label_accuracy_is_per_label_and_its_minimum(tmp_path):
+    model, _ = train_recipe("shapes-cvae", tmp_path, steps=2)
+
+    class RightExceptClassThree:  # right for every label but 3, and right for 3 one time in two
+        num_classes = 30
+
+        def predict(self, images):
+            predicted = RightExceptClassThree.asked.clone()
+            three = torch.nonzero(predicted == 3)[:, 0]
+            predicted[three[::2]] = 4
+            return predicted
+
+        def features(self, images, name=None):
+            return images.flatten(1)[:, :8].double()
+
+    RightExceptClassThree.asked = torch.arange(30).repeat(4)
+    m = measure_conditional(model, "shapes-cvae", per_class=4, classifier=RightExceptClassThree())
+    assert m["label_accuracy"][3] == 0.5 and m["worst_label_accuracy"] == 0.5
+    assert all(a == 1.0 for c, a in enumerate(m["label_accuracy"]) if c != 3)
+    assert m["accuracy"] == pytest.approx(1 - 2 / 120)
 
 
 def test_unknown_names_are_explained():

@@ -1,11 +1,13 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from aigc_lab.checkpoint import CheckpointError
 from aigc_lab.models import MSEGenerator, WGANGP
-from aigc_lab.train import TrainConfig, TrainingDivergedError, fit, load_run
+from aigc_lab.train import TrainConfig, TrainingDivergedError, build_under_seed, fit, load_run
 from aigc_lab.viz import read_scalars
 from conftest import TinyImages
 
@@ -134,6 +136,51 @@ def test_load_run_rebuilds_the_trained_model(tmp_path, tiny_images):
     assert config["step"] == 3 and config["model"] == "wgan-gp-mlp"
     with pytest.raises(FileNotFoundError, match="not a training run"):
         load_run(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (b'{"model": ', r"is not valid JSON \(Expecting value: line 1, column 11\): the run directory is damaged"),
+        (b"{'model': 'vae'}", r"is not valid JSON \(.*: line 1, column 2\)"),
+        (b"", r"is not valid JSON \(Expecting value: line 1, column 1\)"),
+        (b"\xff\xfe\x00", "is not a text file: the run directory is damaged"),
+        (b"[1, 2]", r"is JSON but not a run's configuration \(it lacks 'model', 'data'\)"),
+    ],
+    ids=["truncated", "python-quotes", "empty", "binary", "not-an-object"],
+)
+def test_a_damaged_config_is_one_sentence_naming_the_file(tmp_path, content, what):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_run(tmp_path, device="cpu")
+    message = str(info.value)
+    assert message.startswith(f"{path} ") and re.search(what, message) and len(message.splitlines()) == 1, message
+    if "damaged" in message:
+        assert message.endswith("training it again with the same command resumes from its checkpoint and rewrites the file")
+
+
+def test_an_unreadable_config_names_the_file(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(CheckpointError, match=f"^could not read {re.escape(str(tmp_path / 'config.json'))}: Permission denied$"):
+        load_run(tmp_path, device="cpu")
+
+
+def test_build_under_seed_fixes_the_initial_weights():
+    def build(seed):
+        return build_under_seed(seed, WGANGP, image_shape=(1, 4, 4), z_dim=4, hidden=16, n_critic=2)
+
+    first = build(0)
+    torch.rand(10)  # whatever ran before does not matter
+    assert torch.equal(_params(build(0)), _params(first))
+    assert not torch.equal(_params(build(1)), _params(first))
+    # the same weights as torch.manual_seed before building (the notebooks' way)
+    assert torch.equal(_params(_wgan()), _params(first))
 
 
 def test_step_context_explains_misuse():

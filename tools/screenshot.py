@@ -9,9 +9,13 @@ Each page is opened as a ``file://`` URL, or, with ``--serve DIR``, through a th
 ``http.server`` on localhost that serves DIR (for pages whose scripts need http). The PNG is the
 browser window, so a tall ``--window-size`` gives a full-page-ish picture.
 
-Chromium comes from Debian: ``apt-get install -y chromium chromium-driver``. Each run uses a
+Chromium comes from Debian: ``apt-get install -y chromium chromium-driver fonts-noto-cjk`` (the
+font draws the glossary's Chinese terms, which are empty boxes without it). Each run uses a
 fresh profile in a temporary folder and turns off everything that would reach the network on
-its own. Pages that load MathJax from its CDN show raw LaTeX when there is no internet.
+its own. ``--offline`` also makes every host name fail to resolve (localhost excepted), so the
+picture shows what a reader without internet sees: the book serves its own MathJax
+(``_static/mathjax/``, from the ``sphinx-mathjax-offline`` extension), so its math renders
+offline; anything a page still loads from a CDN (Thebe, the interactive widgets) does not.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ CHROMIUM_FLAGS = (
     "--hide-scrollbars",
 )
 
+# With --offline: no host name resolves (a CDN is unreachable); localhost, for --serve, still does.
+OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",)
+
 
 def find_chromium(name: str | None = None) -> str:
     """The Chromium executable: ``name`` if given, else the first of :data:`CHROMIUM_NAMES` on PATH."""
@@ -52,7 +59,7 @@ def find_chromium(name: str | None = None) -> str:
             return path
     raise FileNotFoundError(
         f"no Chromium found (looked for {', '.join((name,) if name else CHROMIUM_NAMES)}); "
-        "install it with: apt-get update && apt-get install -y chromium chromium-driver"
+        "install it with: apt-get update && apt-get install -y chromium chromium-driver fonts-noto-cjk"
     )
 
 
@@ -95,8 +102,12 @@ def screenshot(
     chromium: str | None = None,
     wait_ms: int = 3000,
     timeout: float = 120,
+    offline: bool = False,
 ) -> Path:
-    """Save a PNG of ``url`` to ``out``, ``wait_ms`` of page time after it loads."""
+    """Save a PNG of ``url`` to ``out``, ``wait_ms`` of page time after it loads.
+
+    ``offline=True`` lets no host name resolve, as for a reader without internet.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     width, height = window_size
@@ -104,6 +115,7 @@ def screenshot(
         command = [
             find_chromium(chromium),
             *CHROMIUM_FLAGS,
+            *(OFFLINE_FLAGS if offline else ()),
             f"--user-data-dir={profile}",
             f"--window-size={width},{height}",
             f"--virtual-time-budget={wait_ms}",
@@ -146,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="open the pages through a localhost http.server rooted at DIR instead of file://",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="let no host name resolve (localhost excepted), to see the page as a reader without internet",
+    )
     parser.add_argument("--chromium", help="Chromium executable (default: the first found on PATH)")
     parser.add_argument(
         "--wait-ms", type=int, default=3000, help="page time to let scripts run before the shot (default 3000)"
@@ -171,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 window_size=args.window_size,
                 chromium=args.chromium,
                 wait_ms=args.wait_ms,
+                offline=args.offline,
             )
             print(f"{png}  <-  {url}")
     return 0

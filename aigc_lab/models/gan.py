@@ -93,7 +93,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lab.images import check_images, to_model_range, to_unit_range
+from aigc_lab.images import check_image_shape, check_images, to_model_range, to_unit_range
 from aigc_lab.losses import (
     gradient_penalty,
     nonsaturating_discriminator_loss,
@@ -108,23 +108,6 @@ CONDITIONINGS = ("concat", "embedding", "projection")
 CONSTRAINTS = ("none", "clip", "gp")
 CRITIC_NORMS = ("none", "layer", "batch")
 BASE_SIZE = 4  # the generator starts from, and the critic ends at, a 4 x 4 feature map
-
-
-def check_image_shape(image_shape: object) -> tuple[int, int, int]:
-    """``image_shape`` as a ``(C, H, W)`` tuple, checked: ``H == W``, a power of two, at least 8."""
-    try:
-        shape = tuple(int(s) for s in image_shape)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ValueError(f"image_shape must be (C, H, W), e.g. (1, 8, 8), got {image_shape!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be (C, H, W) with positive sizes, e.g. (1, 8, 8), got {image_shape!r}")
-    _, h, w = shape
-    if h != w or h < 2 * BASE_SIZE or h & (h - 1):
-        raise ValueError(
-            f"image_shape must have H == W, a power of two >= {2 * BASE_SIZE} (8, 16, 32, ...), got {h} x {w}; "
-            "resize the images (e.g. load_dataset(..., size=16))"
-        )
-    return shape
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
