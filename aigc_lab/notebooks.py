@@ -311,6 +311,8 @@ def execute_one(path: Path, *, timeout: int = 1800) -> dict[str, Any]:
         "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     work.metadata[METADATA_KEY] = record
+    # What JupyterLab writes for the python3 kernel; with another name, opening a page marks it modified.
+    work.metadata.setdefault("kernelspec", {}).update(name="python3", display_name="Python 3 (ipykernel)", language="python")
     nbformat.validate(work)
     nbformat.write(work, path)
     return record
