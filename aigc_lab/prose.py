@@ -27,6 +27,14 @@ The rule for numbers, so that a reader would count what it checks as a measureme
 
 It does not prove a sentence right, only that its numbers were computed on the page; that is
 enough to catch a number typed from memory, copied from another page, or read off a figure by eye.
+
+Why the book writes its numbers out instead of gluing them: a ``{glue:text}`` role renders as its
+value only in the HTML book. JupyterLab (with jupyterlab-myst) shows the key, ``vae_nll:.1f``, and
+Colab, which renders plain Markdown, shows the raw role; in both the number is gone. A number written
+into the sentence reads the same in all three places, and this check ties it to the page's outputs:
+when a re-execution changes a result, the test fails until the sentence is read and rewritten,
+which is also when a claim such as "A beats B" has to be checked again. Glue still works and is
+checked (rule above) where a page prefers it.
 """
 
 from __future__ import annotations
