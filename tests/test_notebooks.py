@@ -9,6 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from conftest import AWAITING_REEXECUTION
+
 from aigc_lab import notebooks, provenance
 from aigc_lab.notebooks import (
     NO_PROVENANCE_MESSAGE,
@@ -53,6 +55,8 @@ def test_every_page_is_in_the_toc() -> None:
     assert not missing, f"pages not listed in _toc.yml (add them, or to NOT_IN_TOC here): {missing}"
 
 
+
+
 @pytest.mark.parametrize("entry", _toc_pages_that_may_be_notebooks())
 def test_committed_outputs_are_current_and_full(entry: str) -> None:
     try:
@@ -60,6 +64,11 @@ def test_committed_outputs_are_current_and_full(entry: str) -> None:
     except FileNotFoundError as error:
         pytest.fail(str(error), pytrace=False)
     problems = check(path)
+    waiting = AWAITING_REEXECUTION.get(entry)
+    if waiting is not None:
+        if not problems:
+            pytest.fail(f"{entry} is current: remove it from AWAITING_REEXECUTION", pytrace=False)
+        pytest.xfail(f"{entry} awaits re-execution ({waiting}): " + "; ".join(problems))
     if problems:
         pytest.fail(f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems), pytrace=False)
 

