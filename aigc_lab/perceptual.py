@@ -167,3 +167,10 @@ def vgg16_features(weights: str | os.PathLike | None = None, *, layers: Sequence
     else:
         raise FileNotFoundError("VGG-16 features need its ImageNet weights: pass weights=PATH to a saved state dict, or download=True to fetch them (528 MB, needs the internet)")
     return _VGGFeatures(model.features, layers)
+
+
+def gram_distance(extractor: FeatureExtractor, images_a: Tensor, images_b: Tensor) -> Tensor:
+    """Per image: :math:`\\sum_j \\lVert G_j(a) - G_j(b) \\rVert_F^2`, how far apart the texture statistics are, wherever things are (a metric)."""
+    with torch.no_grad():
+        fa, fb = extractor(images_a), extractor(images_b)
+        return torch.stack([(gram_matrix(a) - gram_matrix(b)).pow(2).sum((1, 2)) for a, b in zip(fa, fb)]).sum(0)

@@ -59,3 +59,12 @@ def test_vgg_features_from_a_local_file(tmp_path):
     features = perceptual.vgg16_features(path)
     out = features(torch.rand(1, 1, 32, 32))
     assert [f.shape[1] for f in out] == [64, 128, 256, 512]
+
+
+def test_gram_distance_ignores_layout_and_sees_blur():
+    net = perceptual.RandomFeatures(1)
+    image = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    shifted = torch.roll(image, shifts=(0, 16), dims=(2, 3))
+    blurred = torch.nn.functional.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
+    assert perceptual.gram_distance(net, image, image).item() == 0
+    assert perceptual.gram_distance(net, shifted, image).item() < 0.1 * perceptual.gram_distance(net, blurred, image).item()

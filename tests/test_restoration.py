@@ -49,7 +49,7 @@ def test_restorer_rejects_bad_settings():
     [
         {"loss": "mse"},
         {"loss": "mixed"},
-        {"loss": "ssim", "feature_weight": 0.5},
+        {"loss": "ssim", "feature_weight": 0.5, "style_weight": 100.0},
         {"loss": "l1", "adversarial_weight": 0.01, "objective": "hinge"},
     ],
 )
@@ -61,6 +61,8 @@ def test_restorer_trains_resumes_and_evaluates(tmp_path, settings):
     history = fit(model, data, tmp_path / "run", config, device="cpu")
     assert history.steps == 4
     assert "loss/pixel" in history.scalars
+    if settings.get("style_weight"):
+        assert "loss/style" in history.scalars and "loss/feature" in history.scalars
     if settings.get("adversarial_weight"):
         assert "loss/discriminator" in history.scalars and "loss/adversarial" in history.scalars
     # a second fit of the finished run loads it instead of training again

@@ -68,11 +68,12 @@ class Restorer(TrainableModel):
 
     .. math::
 
-        \ell_{pixel}(\hat y, y) + \lambda_{feat}\, \ell_{feat}(\hat y, y) + \lambda_{adv}\, \ell_{adv}(\hat y),
+        \ell_{pixel}(\hat y, y) + \lambda_{feat}\, \ell_{feat}(\hat y, y) + \lambda_{style}\, \ell_{style}(\hat y, y) + \lambda_{adv}\, \ell_{adv}(\hat y),
 
     with :math:`\ell_{pixel}` one of ``"mse"``, ``"l1"``, ``"ssim"``, ``"ms-ssim"``, ``"mixed"``
-    (:data:`aigc_lab.image_losses.PIXEL_LOSSES`), :math:`\ell_{feat}` the feature
-    reconstruction loss in a fixed random network (:class:`aigc_lab.perceptual.RandomFeatures`)
+    (:data:`aigc_lab.image_losses.PIXEL_LOSSES`), :math:`\ell_{feat}` and :math:`\ell_{style}` the
+    feature reconstruction and Gram-matrix losses in a fixed random network
+    (:class:`aigc_lab.perceptual.RandomFeatures`)
     and :math:`\ell_{adv}` the PatchGAN generator loss, whose discriminator trains alongside.
     MS-SSIM uses as many of its five scales as the training patches allow (three for 48-pixel
     patches), with the kept weights rescaled to sum to 1.
@@ -88,6 +89,7 @@ class Restorer(TrainableModel):
         noise_sigma: float = 25.0,
         loss: str = "mse",
         feature_weight: float = 0.0,
+        style_weight: float = 0.0,
         adversarial_weight: float = 0.0,
         objective: str = "nonsaturating",
         width: int = 32,
@@ -102,14 +104,15 @@ class Restorer(TrainableModel):
         image_losses.pixel_loss(loss)  # an unknown name fails here, not at the first step
         if not noise_sigma > 0:
             raise ValueError(f"noise_sigma must be positive (on the 0-255 scale, e.g. 25), got {noise_sigma!r}")
-        if feature_weight < 0 or adversarial_weight < 0:
-            raise ValueError(f"feature_weight and adversarial_weight must be >= 0, got {feature_weight!r} and {adversarial_weight!r}")
+        if min(feature_weight, style_weight, adversarial_weight) < 0:
+            raise ValueError(f"feature_weight, style_weight and adversarial_weight must be >= 0, got {feature_weight!r}, {style_weight!r} and {adversarial_weight!r}")
         image_losses.patch_generator_loss(torch.zeros(1), objective=objective)  # checks the objective's name
         self.hparams = {
             "image_shape": list(image_shape),
             "noise_sigma": float(noise_sigma),
             "loss": loss,
             "feature_weight": float(feature_weight),
+            "style_weight": float(style_weight),
             "adversarial_weight": float(adversarial_weight),
             "objective": objective,
             "width": width,
@@ -123,7 +126,7 @@ class Restorer(TrainableModel):
         self.net = DnCNN(channels, width=width, depth=depth)
         self.loss_name = loss
         self.ms_ssim_weights = image_losses.truncated_ms_ssim_weights(ms_ssim_scales_for(size))
-        self.features = perceptual.RandomFeatures(channels, seed=feature_seed) if feature_weight > 0 else None
+        self.features = perceptual.RandomFeatures(channels, seed=feature_seed) if feature_weight > 0 or style_weight > 0 else None
         self.discriminator = PatchDiscriminator(channels) if adversarial_weight > 0 else None
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -179,10 +182,14 @@ class Restorer(TrainableModel):
         pixel = self.pixel_term(output, clean)
         loss = pixel
         logs["loss/pixel"] = float(pixel.detach())
-        if self.features is not None:
+        if self.hparams["feature_weight"] > 0:
             feat = perceptual.feature_loss(self.features, output, clean)
             loss = loss + self.hparams["feature_weight"] * feat
             logs["loss/feature"] = float(feat.detach())
+        if self.hparams["style_weight"] > 0:
+            style = perceptual.style_loss(self.features, output, clean)
+            loss = loss + self.hparams["style_weight"] * style
+            logs["loss/style"] = float(style.detach())
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)  # the restorer's step must not touch D's gradients
             adv = image_losses.patch_generator_loss(self.discriminator(output), objective=self.hparams["objective"])
