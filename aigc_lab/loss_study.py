@@ -70,10 +70,13 @@ def sweeps() -> dict[str, list[str]]:
     return runtime.budget(full, {kind: [names[0], names[-1]] for kind, names in full.items()})
 
 
+def _train_spec() -> dict[str, Any]:
+    return {**TRAIN_DATA, "n_patches": runtime.budget(TRAIN_DATA["n_patches"], 256)}
+
+
 def train_data():
     """The training patches (fewer in quick mode)."""
-    spec = dict(TRAIN_DATA)
-    spec["n_patches"] = runtime.budget(spec["n_patches"], 256)
+    spec = _train_spec()
     return load_dataset(spec.pop("name"), "train", **spec)
 
 
@@ -99,8 +102,8 @@ def train_loss_recipe(name: str, runs_dir: str | os.PathLike, *, seed: int = 0, 
     data = train_data()
     torch.manual_seed(seed)
     model = Restorer(tuple(data.images.shape[1:]), noise_sigma=NOISE_SIGMA, **LOSS_RECIPES[name].settings)
-    spec = {k: v for k, v in TRAIN_DATA.items()}
-    history = fit(model, data, Path(runs_dir) / name, TrainConfig(steps=steps, batch_size=BATCH_SIZE, seed=seed, checkpoint_every=250), data_spec=spec)
+    config = TrainConfig(steps=steps, batch_size=BATCH_SIZE, seed=seed, checkpoint_every=250)
+    history = fit(model, data, Path(runs_dir) / name, config, data_spec=_train_spec())
     return model.eval(), history
 
 
