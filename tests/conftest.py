@@ -43,8 +43,4 @@ def one_thread():
 # -> why). Their staleness and their prose are reported as xfail with the problems found, not
 # hidden, and a page listed here whose outputs are current again fails the notebook test, so the
 # list can only shrink. Empty when the whole book is current.
-AWAITING_REEXECUTION: dict[str, str] = {
-    "book/04a_conditional_gan": "issue 11: its kernel died (ZMQ socket error) after 50 minutes of the full-mode run",
-    "book/04b_conditional_vae": "issue 11: its full-mode run was stopped unfinished when the session ran out of time",
-    "book/04d_comparison": "issue 11: needs the runs of 4.1 to 4.3 from the same execution; not reached in the session",
-}
+AWAITING_REEXECUTION: dict[str, str] = {}
