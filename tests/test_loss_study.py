@@ -46,3 +46,15 @@ def test_test_data_is_fixed_and_classical_baselines_denoise(monkeypatch):
         assert (scores["psnr"] > noisy_scores["psnr"]).all()
     with pytest.raises(ValueError, match="'tv' or 'nl-means'"):
         loss_study.classical_denoise(noisy, "bm3d")
+
+
+def test_measure_matches_the_perceptual_distances():
+    from aigc_lab import perceptual
+
+    g = torch.Generator().manual_seed(3)
+    clean = torch.rand(2, 1, 176, 176, generator=g)
+    restored = (clean + 0.05 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    net = loss_study.evaluation_features()
+    scores = loss_study.measure(restored, clean, features=net)
+    assert torch.allclose(scores["feature_distance"], perceptual.feature_distance(net, restored, clean))
+    assert torch.allclose(scores["texture_distance"], perceptual.gram_distance(net, restored, clean))
