@@ -4,7 +4,7 @@ The book reports measurements, so a number in a sentence must be one that an exe
 same page computed. :func:`prose_problems` reads a notebook and lists
 
 * **placeholders** never filled in: an ALL-CAPS name with an underscore (``SHAPES_CLF_ACC``), a
-  ``{name}`` template, ``TODO``/``TBD``/``XXX``;
+  ``{name}`` template, ``TODO``/``TBD``/``XX``/``FIXME``, ``TO BE WRITTEN``, ``??``;
 * **glue references** (``{glue}`key```, ``{glue:text}`key:.1f```, ``{glue:figure}``, ...) whose key no
   output of the page (or of the page named as ``page.ipynb::key``) glued;
 * **numbers** in the prose that appear in no code cell and no output of the page.
@@ -49,7 +49,7 @@ import nbformat
 SMALL_INTEGER = 16
 UNITS = r"(?:%|\s?(?:s|ms|min|nats?|bits?|px|steps|GB|MB|KB|x|times|dB)\b)"
 
-_PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b|\b(?:TODO|TBD|XXX|FIXME)\b")
+_PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]\b|\b(?:TODO|TBD|XX+|FIXME)\b|\bTO BE WRITTEN\b|\?\?+")
 # {name} or {name:format}, not a MyST role ({term}`x`) nor a directive (```{note} / :::{note})
 _TEMPLATE = re.compile(r"(?<![`:{])\{[A-Za-z_][A-Za-z0-9_.]*(?::[^{}`]*)?\}(?!`)")
 _GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
