@@ -16,7 +16,7 @@ book:
 ## test: install the test dependencies and run every test, every notebook in quick mode, and the book build
 test:
 	$(PIP) install -q -e ".[dev]"
-	AIGC_LAB_QUICK=1 $(PYTHON) -m pytest tests book --nbmake --nbmake-timeout=600
+	AIGC_LAB_QUICK=1 $(PYTHON) -m pytest tests book --nbmake --nbmake-timeout=240 --durations=15
 
 ## notebooks: execute every notebook in full mode and write the outputs back (to commit)
 notebooks:

@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=1000, help="samples to measure (default 1000)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-fd", action="store_true", help="skip the Frechet distance (it trains the dataset's classifier once, ~10 s)")
+    evaluate.add_argument("--out", type=Path, help="also write the samples it measured to this .npz file (as `sample` does)")
     evaluate.add_argument("--device")
 
     sub.add_parser("models", help="list the models")
@@ -154,7 +155,7 @@ def _sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from aigc_lab.models.conditioning import resolve_label
-    from aigc_lab.train import load_run
+    from aigc_lab.runs import load_run
 
     model, config = load_run(args.run_dir, device=args.device)
     label = None
@@ -187,7 +188,7 @@ def _eval(args: argparse.Namespace) -> int:
         pixel_diversity,
         within_class_diversity,
     )
-    from aigc_lab.train import load_run
+    from aigc_lab.runs import load_run
 
     model, config = load_run(args.run_dir, device=args.device)
     spec = config["data"]
@@ -221,6 +222,12 @@ def _eval(args: argparse.Namespace) -> int:
         result["real_test_nn_distance_to_train"] = float(nearest_neighbor_distance(test_set.images, train_set.images).mean())
         if not args.no_fd and len(train_set.classes) > 1:
             result.update(_classifier_measures(spec, images, labels))
+    if args.out is not None:
+        import numpy as np
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+        result["samples_file"] = str(args.out)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -7,6 +7,8 @@ metrics use ``[0, 1]``. :func:`check_images` turns a wrong shape, dtype or range
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -98,3 +100,40 @@ def check_image_shape(image_shape: object, *, min_size: int = 8) -> tuple[int, i
             "resize the images (e.g. load_dataset(..., size=16))"
         )
     return shape
+
+
+def check_labels(labels: Tensor | None, n: int, num_classes: int) -> Tensor | None:
+    """The class labels a conditional model was given, checked: ``None`` for an unconditional
+    model (``num_classes == 0``), else an int64 tensor of ``n`` values in ``[0, num_classes)``."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError("this model is unconditional (num_classes=0); do not pass labels")
+        return None
+    if labels is None:
+        raise ValueError(f"this model is conditional on {num_classes} classes; pass labels (int64 tensor of length {n})")
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got [{int(labels.min())}, {int(labels.max())}]")
+    return labels.long()
+
+
+def check_label_factors(label_factors: object, num_classes: int) -> tuple[int, ...] | None:
+    """``label_factors`` checked against ``num_classes``: ``None`` (one embedding per class), or a
+    sequence of at least two integers >= 2 whose product is ``num_classes``, returned as a tuple."""
+    if label_factors is None:
+        return None
+    if isinstance(label_factors, (str, bytes)) or not hasattr(label_factors, "__len__"):
+        raise ValueError(f"label_factors must be a sequence of integers such as (5, 6), or None; got {label_factors!r}")
+    factors = tuple(label_factors)
+    if len(factors) < 2 or any(isinstance(f, bool) or not isinstance(f, int) or f < 2 for f in factors):
+        raise ValueError(f"label_factors must be at least two integers >= 2 (the number of values of each attribute), got {label_factors!r}")
+    if not num_classes:
+        raise ValueError("label_factors needs a conditional model: set num_classes")
+    if math.prod(factors) != num_classes:
+        raise ValueError(
+            f"label_factors {factors} must multiply to num_classes={num_classes} (class k has attribute values "
+            f"k's digits in that mixed radix, e.g. shapes: (5, 6) -> shape k // 6, colour k % 6); their product is {math.prod(factors)}"
+        )
+    return factors

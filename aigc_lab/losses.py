@@ -18,6 +18,7 @@ Every function here returns a scalar to *minimise*, so the critic's loss is :mat
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -106,3 +107,29 @@ def nonsaturating_generator_loss(fake_logits: Tensor) -> Tensor:
     trains with it.
     """
     return torch.nn.functional.softplus(-_check_scores(fake_logits, "fake_logits")).mean()
+
+
+# ---------------------------------------------------------------- likelihood units
+
+
+def bits_per_dim(nll_nats_per_image: float, dims: int) -> float:
+    r"""Convert a negative log-likelihood in nats per image to bits per dimension.
+
+    :math:`\mathrm{bpd} = \frac{\mathrm{NLL}}{D \ln 2}`, with :math:`D` = ``dims``, the number of
+    values per image (``C * H * W``; 64 for digits). Bits per dimension compare across image
+    sizes; nats per image are what the digits literature reports (e.g. Tomczak, *Deep
+    Generative Modeling*, 2022).
+    """
+    _check_dims(dims)
+    return float(nll_nats_per_image) / (dims * math.log(2))
+
+
+def nats_per_image(bpd: float, dims: int) -> float:
+    r"""The inverse of :func:`bits_per_dim`: :math:`\mathrm{NLL} = \mathrm{bpd} \cdot D \ln 2`."""
+    _check_dims(dims)
+    return float(bpd) * dims * math.log(2)
+
+
+def _check_dims(dims: int) -> None:
+    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
+        raise ValueError(f"dims must be a positive integer (C * H * W), got {dims!r}")

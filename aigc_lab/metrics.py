@@ -46,7 +46,8 @@ from aigc_lab.checkpoint import (
     load_state_dict_checked,
     save_checkpoint,
 )
-from aigc_lab.images import check_images
+from aigc_lab.images import check_images, check_labels
+from aigc_lab.losses import bits_per_dim, nats_per_image  # noqa: F401 (the likelihood units, re-exported)
 
 CACHE_ENV = "AIGC_LAB_CACHE"
 DEFAULT_CACHE_ROOT = Path("~/.cache/aigc_lab")
@@ -86,32 +87,6 @@ def nearest_neighbors(images: Tensor, reference: Tensor, *, batch_size: int = 10
 def nearest_neighbor_distance(images: Tensor, reference: Tensor, *, batch_size: int = 1024) -> Tensor:
     """The distances of :func:`nearest_neighbors` alone."""
     return nearest_neighbors(images, reference, batch_size=batch_size)[0]
-
-
-# ---------------------------------------------------------------- likelihood units
-
-
-def bits_per_dim(nll_nats_per_image: float, dims: int) -> float:
-    r"""Convert a negative log-likelihood in nats per image to bits per dimension.
-
-    :math:`\mathrm{bpd} = \frac{\mathrm{NLL}}{D \ln 2}`, with :math:`D` = ``dims``, the number of
-    values per image (``C * H * W``; 64 for digits). Bits per dimension compare across image
-    sizes; nats per image are what the digits literature reports (e.g. Tomczak, *Deep
-    Generative Modeling*, 2022).
-    """
-    _check_dims(dims)
-    return float(nll_nats_per_image) / (dims * math.log(2))
-
-
-def nats_per_image(bpd: float, dims: int) -> float:
-    r"""The inverse of :func:`bits_per_dim`: :math:`\mathrm{NLL} = \mathrm{bpd} \cdot D \ln 2`."""
-    _check_dims(dims)
-    return float(bpd) * dims * math.log(2)
-
-
-def _check_dims(dims: int) -> None:
-    if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-        raise ValueError(f"dims must be a positive integer (C * H * W), got {dims!r}")
 
 
 # ---------------------------------------------------------------- Frechet distance
@@ -592,9 +567,6 @@ def frechet_distance_per_class(
     whole-set numbers.
     """
     from aigc_lab.data import load_dataset
-    from aigc_lab.models.conditioning import (
-        check_labels,  # here: aigc_lab.models imports this module
-    )
 
     if classifier is None:
         classifier = feature_classifier(dataset, **options)

@@ -25,9 +25,7 @@ What it gives every chapter:
 
 from __future__ import annotations
 
-import functools
 import json
-import math
 import os
 import random
 import time
@@ -42,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from aigc_lab import provenance, runtime
+from aigc_lab.contract import StepContext, TrainableModel, TrainingDivergedError, check_finite  # noqa: F401 (TrainingDivergedError: raised by fit, importable here)
 from aigc_lab.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -50,79 +49,11 @@ from aigc_lab.checkpoint import (
     save_json,
 )
 
-T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 PROGRESS_ENV = "AIGC_LAB_PROGRESS"
-
-
-class TrainingDivergedError(RuntimeError):
-    """A loss became NaN or infinite."""
-
-
-def inference(method: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a model method to run without gradients and with dropout off, restoring the training mode after.
-
-    For sampling and measuring methods (``sample``, ``evaluate``, ...) that may be called in the
-    middle of training, e.g. by :func:`fit`'s ``eval_fn``.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: nn.Module, *args, **kwargs):
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return method(self, *args, **kwargs)
-        finally:
-            self.train(was_training)
-
-    return wrapper
-
-
-class TrainableModel(nn.Module):
-    """Base class of every model :func:`fit` can train.
-
-    Subclasses set ``self.hparams`` (the keyword arguments that rebuild the model, saved in
-    the run directory so ``python -m aigc_lab sample RUN_DIR`` can load it) and implement
-    :meth:`configure_optimizers` and :meth:`training_step`; generative models also implement
-    :meth:`sample`.
-    """
-
-    #: the name the model is registered under in :mod:`aigc_lab.models`.
-    name: str = ""
-    #: the number of steps its defaults were tuned for on digits (the command line's default).
-    default_steps: int = 2000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hparams: dict[str, Any] = {}
-
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimizers by name, e.g. ``{"generator": Adam(...), "critic": Adam(...)}``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement configure_optimizers()")
-
-    def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Tensor | float]:
-        """One step on ``batch = (images in [0, 1], labels)``; call ``ctx.optimize(name, loss)``.
-
-        Returns the metrics to log (scalars).
-        """
-        raise NotImplementedError(f"{type(self).__name__} must implement training_step()")
-
-    @torch.no_grad()
-    def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` generated images, ``n x C x H x W`` in ``[0, 1]``."""
-        raise NotImplementedError(f"{type(self).__name__} cannot generate samples")
-
-    @torch.no_grad()
-    def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        """Model-specific measurements on ``dataset`` (e.g. test NLL), reported by ``eval``.
-
-        The default has none; likelihood models return e.g. ``{"nll_nats": ..., "bits_per_dim": ...}``.
-        """
-        return {}
 
 
 @dataclass
@@ -181,36 +112,6 @@ class History:
         return self.scalars[name][1][-1]
 
 
-class StepContext:
-    """Handed to :meth:`TrainableModel.training_step`: the step number and ``optimize``."""
-
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler | None, device: torch.device):
-        self.optimizers = optimizers
-        self.scaler = scaler
-        self.device = device
-        self.step = 0
-
-    def optimize(self, name: str, loss: Tensor) -> None:
-        """``zero_grad``, backward and step the optimizer ``name`` on ``loss``.
-
-        Raises :class:`TrainingDivergedError` when the loss is NaN or infinite, before it can
-        poison the weights.
-        """
-        if name not in self.optimizers:
-            raise KeyError(f"no optimizer named {name!r}; configure_optimizers() returned {sorted(self.optimizers)}")
-        if loss.dim() != 0:
-            raise ValueError(f"the {name} loss must be a scalar, got shape {tuple(loss.shape)}; reduce it with .mean()")
-        _check_finite(name, float(loss.detach()), self.step)
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-        else:
-            loss.backward()
-            optimizer.step()
-
-
 def build_under_seed(seed: int, build: Callable[..., M], /, *args: Any, **kwargs: Any) -> M:
     """``build(*args, **kwargs)`` after ``runtime.seed_everything(seed)``: the weights' initialisation then depends on the seed.
 
@@ -219,15 +120,6 @@ def build_under_seed(seed: int, build: Callable[..., M], /, *args: Any, **kwargs
     """
     runtime.seed_everything(seed)
     return build(*args, **kwargs)
-
-
-def _check_finite(name: str, value: float, step: int) -> None:
-    if not math.isfinite(value):
-        raise TrainingDivergedError(
-            f"the {name} loss became {value} at step {step}: training diverged. "
-            "Lower the learning rate, add a constraint (e.g. gradient clipping or a penalty), "
-            "or look at the last checkpoint"
-        )
 
 
 class _Batches:
@@ -292,6 +184,66 @@ def _progress_enabled() -> bool:
     return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
+def _resume(
+    model: TrainableModel,
+    optimizers: dict[str, torch.optim.Optimizer],
+    scaler: torch.amp.GradScaler | None,
+    ckpt_path: Path,
+    device: torch.device,
+    history: History,
+) -> int:
+    """Load the checkpoint of an earlier session of this run into the model, its optimizers, the
+    random number generators and ``history``; return the step to continue from."""
+    state = load_checkpoint(ckpt_path, map_location=device)
+    if state.get("model_name") != model.name:
+        raise CheckpointError(f"{ckpt_path} holds a {state.get('model_name')!r} model, not {model.name!r}; use another run_dir or resume=False")
+    saved = json.loads(json.dumps(state.get("hparams", model.hparams)))  # lists and tuples compare alike
+    wanted = json.loads(json.dumps(model.hparams))
+    if saved != wanted:
+        changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        detail = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in changed)
+        raise CheckpointError(f"{ckpt_path} holds a {model.name!r} model with other settings ({detail}); use another run_dir or resume=False")
+    load_state_dict_checked(model, state["model"], what="model", path=ckpt_path)
+    for name, opt in optimizers.items():
+        if name not in state["optimizers"]:
+            raise CheckpointError(f"{ckpt_path} has no state for optimizer {name!r}")
+        opt.load_state_dict(state["optimizers"][name])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    history.scalars = {k: (list(v[0]), list(v[1])) for k, v in state["history"].items()}
+    history.train_seconds = float(state["train_seconds"])
+    return int(state["step"])
+
+
+class _RunLog:
+    """Scalars into TensorBoard and the :class:`History` at once; training metrics averaged over ``log_every`` steps."""
+
+    def __init__(self, writer: Any, history: History):
+        self.writer, self.history = writer, history
+        self.pending: dict[str, list[float]] = {}
+
+    def add(self, name: str, value: float, step: int, *, board_name: str) -> None:
+        self.writer.add_scalar(board_name, value, step)
+        steps, values = self.history.scalars.setdefault(name, ([], []))
+        steps.append(step)
+        values.append(value)
+
+    def collect(self, metrics: dict[str, Tensor | float], step: int) -> None:
+        """Check one step's metrics (a NaN stops the run here) and keep them until :meth:`flush`."""
+        for name, value in metrics.items():
+            value = float(value.detach()) if isinstance(value, Tensor) else float(value)
+            check_finite(name, value, step)
+            self.pending.setdefault(name, []).append(value)
+
+    def flush(self, step: int) -> dict[str, float]:
+        means = {k: sum(v) / len(v) for k, v in self.pending.items()}
+        for name, value in means.items():
+            self.add(name, value, step, board_name=f"train/{name}")
+        self.pending.clear()
+        return means
+
+
 def fit(
     model: TrainableModel,
     dataset: Dataset,
@@ -338,36 +290,16 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT_NAME
 
+    # 1. Seed, place the model, build its optimizers; continue an earlier session if there is one.
     runtime.seed_everything(config.seed)
     model.to(dev)
     optimizers = model.configure_optimizers()
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     history = History(run_dir=run_dir)
-    start = 0
+    start = _resume(model, optimizers, scaler, ckpt_path, dev, history) if resume and ckpt_path.exists() else 0
 
-    if resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=dev)
-        if state.get("model_name") != model.name:
-            raise CheckpointError(f"{ckpt_path} holds a {state.get('model_name')!r} model, not {model.name!r}; use another run_dir or resume=False")
-        saved = json.loads(json.dumps(state.get("hparams", model.hparams)))  # lists and tuples compare alike
-        wanted = json.loads(json.dumps(model.hparams))
-        if saved != wanted:
-            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            detail = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in changed)
-            raise CheckpointError(f"{ckpt_path} holds a {model.name!r} model with other settings ({detail}); use another run_dir or resume=False")
-        load_state_dict_checked(model, state["model"], what="model", path=ckpt_path)
-        for name, opt in optimizers.items():
-            if name not in state["optimizers"]:
-                raise CheckpointError(f"{ckpt_path} has no state for optimizer {name!r}")
-            opt.load_state_dict(state["optimizers"][name])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        start = int(state["step"])
-        history.scalars = {k: (list(v[0]), list(v[1])) for k, v in state["history"].items()}
-        history.train_seconds = float(state["train_seconds"])
-
+    # 2. Record how to rebuild the run: the model's name and settings, the loop's, the data's.
     save_json(
         {
             "model": model.name,
@@ -378,12 +310,8 @@ def fit(
         },
         run_dir / CONFIG_NAME,
     )
-
     batches = _Batches(dataset, config.batch_size, config.seed, dev)
     ctx = StepContext(optimizers, scaler, dev)
-    fixed_noise = torch.Generator().manual_seed(config.seed + 12345)
-    pending: dict[str, list[float]] = {}
-
     # The package code this run depends on: the model's family, this loop and the data's loaders,
     # with what they import; stored next to every checkpoint (aigc_lab.provenance).
     training_code = [type(model).__module__, __name__, type(dataset).__module__]
@@ -405,10 +333,8 @@ def fit(
         )
         provenance.write_run_record(run_dir, training_code)
 
-    def log_eval(writer: SummaryWriter, step: int) -> None:
-        if eval_fn is None:
-            return
-        rng = _rng_state()
+    def evaluate(step: int) -> None:
+        rng = _rng_state()  # evaluating draws random numbers; the training run must not notice
         was_training = model.training
         model.eval()
         try:
@@ -420,23 +346,22 @@ def fit(
         if not isinstance(results, dict):
             raise ValueError(f"eval_fn must return a dict of numbers, got {type(results).__name__}")
         for name, value in results.items():
-            value = float(value)
-            writer.add_scalar(f"eval/{name}", value, step)
-            steps_list, values = history.scalars.setdefault(f"eval/{name}", ([], []))
-            steps_list.append(step)
-            values.append(value)
+            log.add(f"eval/{name}", float(value), step, board_name=f"eval/{name}")
 
-    def log_images(writer: SummaryWriter, step: int) -> None:
+    def log_images(step: int) -> None:
+        was_training = model.training
+        model.eval()
         try:
-            was_training = model.training
-            model.eval()
-            images = model.sample(64, generator=fixed_noise.manual_seed(config.seed + 12345))
-            model.train(was_training)
+            images = model.sample(64, generator=torch.Generator().manual_seed(config.seed + 12345))
         except NotImplementedError:
             return
+        finally:
+            model.train(was_training)
         writer.add_image("samples", make_grid(images.detach().float().cpu(), nrow=8, pad_value=1.0), step)
 
+    # 3. The loop: one step, its metrics, and at their intervals logs, evaluations and checkpoints.
     writer = SummaryWriter(log_dir=str(run_dir))
+    log = _RunLog(writer, history)
     bar = tqdm(total=config.steps, initial=start, disable=not _progress_enabled() or start >= config.steps, desc=model.name or "train")
     model.train()
     t0 = time.perf_counter()
@@ -448,83 +373,27 @@ def fit(
                 metrics = model.training_step((x, y), ctx)
             if scaler is not None:
                 scaler.update()
-            for name, value in metrics.items():
-                value = float(value.detach()) if isinstance(value, Tensor) else float(value)
-                _check_finite(name, value, step)
-                pending.setdefault(name, []).append(value)
+            log.collect(metrics, step)
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                means = {k: sum(v) / len(v) for k, v in pending.items()}
-                for name, value in means.items():
-                    writer.add_scalar(f"train/{name}", value, done)
-                    steps_list, values = history.scalars.setdefault(name, ([], []))
-                    steps_list.append(done)
-                    values.append(value)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
-                pending.clear()
+            last = done == config.steps
+            if done % config.log_every == 0 or last:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in log.flush(done).items()}, refresh=False)
             if config.image_every and done % config.image_every == 0:
-                log_images(writer, done)
+                log_images(done)
             bar.update(1)
-            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or done == config.steps):
-                history.train_seconds += time.perf_counter() - t0
-                log_eval(writer, done)
+            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or last):
+                history.train_seconds += time.perf_counter() - t0  # evaluation time is not training time
+                evaluate(done)
                 t0 = time.perf_counter()
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if done % config.checkpoint_every == 0 or last:
                 history.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save(done)
         if start < config.steps:
-            log_images(writer, config.steps)
+            log_images(config.steps)
     finally:
         bar.close()
         writer.close()
     history.steps = max(start, config.steps)
     provenance.log_run(run_dir, "trained" if start < config.steps else "loaded")
     return history
-
-
-def load_run(run_dir: str | os.PathLike, *, device: torch.device | str | None = None) -> tuple[TrainableModel, dict[str, Any]]:
-    """Rebuild the trained model of ``run_dir`` and return it with the run's ``config.json``."""
-    from aigc_lab.models import build_model
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
-    model = build_model(state["model_name"], **state["hparams"])
-    load_state_dict_checked(model, state["model"], what="model", path=run_dir / CHECKPOINT_NAME)
-    config["step"] = int(state["step"])
-    config["train_seconds"] = float(state["train_seconds"])
-    config["history"] = state["history"]
-    dev = torch.device(device) if device is not None else runtime.device()
-    provenance.log_run(run_dir, "loaded")
-    return model.to(dev).eval(), config
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``config.json`` that :func:`fit` wrote into ``run_dir``.
-
-    Raises:
-        FileNotFoundError: ``run_dir`` has no ``config.json``: it is not a training run.
-        CheckpointError: the file cannot be read or is not a run's configuration; the message
-            names it and says how to rewrite it.
-    """
-    path = Path(run_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run: no {CONFIG_NAME} in it (train one with `python -m aigc_lab train`)")
-    rewrite = "training it again with the same command resumes from its checkpoint and rewrites the file"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path} is not a text file: the run directory is damaged; {rewrite}") from None
-    except OSError as exc:
-        raise CheckpointError(f"could not read {path}: {exc.strerror or exc}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"{path} is not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}): the run directory is damaged; {rewrite}"
-        ) from None
-    missing = [key for key in ("model", "data") if not isinstance(config, dict) or key not in config]
-    if missing:
-        raise CheckpointError(f"{path} is JSON but not a run's configuration (it lacks {', '.join(map(repr, missing))}): the run directory is damaged; {rewrite}")
-    return config

@@ -7,7 +7,8 @@ import torch
 from aigc_lab.data import load_dataset
 from aigc_lab.models import MODELS, build_model
 from aigc_lab.models.autoregressive import MaskedConv2d, PixelCNN, RowRNN, images_to_levels
-from aigc_lab.train import StepContext, TrainConfig, fit, load_run
+from aigc_lab.train import StepContext, TrainConfig, fit
+from aigc_lab.runs import load_run
 
 SMALL = {PixelCNN: dict(channels=8, n_layers=2), RowRNN: dict(hidden=8, inner=8)}
 

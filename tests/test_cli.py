@@ -59,6 +59,14 @@ def test_eval_prints_measurements_as_json(trained_run, capsys):
     assert 0 <= result["class_entropy_nats"] <= result["max_class_entropy_nats"]
 
 
+def test_eval_can_write_the_samples_it_measured(trained_run, tmp_path, capsys):
+    out = tmp_path / "measured.npz"
+    assert main(["eval", str(trained_run), "--n", "50", "--no-fd", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["samples_file"] == str(out)
+    assert main(["sample", str(trained_run), "--n", "50", "--out", str(tmp_path / "sampled.npz")]) == 0
+    assert np.array_equal(np.load(out)["images"], np.load(tmp_path / "sampled.npz")["images"]), "the same samples `sample` writes"
+
+
 def test_conditional_training_and_sampling_a_label(tmp_path, capsys):
     run = tmp_path / "cond"
     assert main(["train", "mse-generator", "--data", "digits", "--conditional", "--steps", "3", "--run-dir", str(run)]) == 0

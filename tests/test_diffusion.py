@@ -7,7 +7,8 @@ from conftest import TinyImages
 from aigc_lab.models import build_model
 from aigc_lab.models.diffusion import DDPM, beta_schedule
 from aigc_lab.models.unet import UNet, timestep_embedding
-from aigc_lab.train import StepContext, TrainConfig, fit, load_run
+from aigc_lab.train import StepContext, TrainConfig, fit
+from aigc_lab.runs import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

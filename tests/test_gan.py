@@ -7,7 +7,8 @@ from aigc_lab.data.shapes import COLOUR_NAMES, SHAPE_KINDS, class_attributes, sh
 from aigc_lab.models import MODELS, build_model
 from aigc_lab.models.conditioning import FactorisedEmbedding
 from aigc_lab.models.gan import DCGAN, WGAN, ConvCritic, ConvGenerator, check_image_shape
-from aigc_lab.train import StepContext, TrainConfig, fit, load_run
+from aigc_lab.train import StepContext, TrainConfig, fit
+from aigc_lab.runs import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

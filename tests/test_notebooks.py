@@ -322,7 +322,7 @@ def test_execute_records_package_code_and_runs_and_retrains_stale_runs(tmp_path:
 
     # A page that only loads a run trained by outdated code is not written.
     loader = tmp_path / "loader.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell("from aigc_lab.train import load_run\nload_run('runs/tiny')")]), loader)
+    nbformat.write(new_notebook(cells=[new_code_cell("from aigc_lab.runs import load_run\nload_run('runs/tiny')")]), loader)
     stored.write_text(json.dumps(outdated))
     before = loader.read_bytes()
     with pytest.raises(notebooks.NotebookExecutionError, match="loaded run.*trained by package code that changed since"):

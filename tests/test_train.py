@@ -7,7 +7,8 @@ import torch
 
 from aigc_lab.checkpoint import CheckpointError
 from aigc_lab.models import MSEGenerator, WGANGP
-from aigc_lab.train import TrainConfig, TrainingDivergedError, build_under_seed, fit, load_run
+from aigc_lab.train import TrainConfig, TrainingDivergedError, build_under_seed, fit
+from aigc_lab.runs import load_run
 from aigc_lab.viz import read_scalars
 from conftest import TinyImages
 
@@ -136,6 +137,25 @@ def test_load_run_rebuilds_the_trained_model(tmp_path, tiny_images):
     assert config["step"] == 3 and config["model"] == "wgan-gp-mlp"
     with pytest.raises(FileNotFoundError, match="not a training run"):
         load_run(tmp_path / "missing")
+
+
+def test_run_is_complete_only_for_a_finished_current_run(tmp_path, tiny_images):
+    from aigc_lab import provenance
+    from aigc_lab.runs import run_is_complete
+
+    assert not run_is_complete(tmp_path / "missing")
+    done, stopped = tmp_path / "done", tmp_path / "stopped"
+    fit(_wgan(), tiny_images, done, TrainConfig(steps=2, batch_size=16), device="cpu")
+    assert run_is_complete(done)
+    fit(_wgan(), tiny_images, stopped, TrainConfig(steps=2, batch_size=16), device="cpu")
+    config = json.loads((stopped / "config.json").read_text())
+    config["train"]["steps"] = 4  # as if the run had been interrupted halfway
+    (stopped / "config.json").write_text(json.dumps(config))
+    assert not run_is_complete(stopped)
+    record = json.loads((done / provenance.RUN_FILE).read_text())
+    record["code"]["aigc_lab/train.py"] = "sha256:" + "0" * 64  # trained by other code
+    (done / provenance.RUN_FILE).write_text(json.dumps(record))
+    assert not run_is_complete(done)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from aigc_lab.models.vae import (
     gaussian_kl,
     gaussian_log_density,
 )
-from aigc_lab.train import StepContext, TrainConfig, fit, load_run
+from aigc_lab.train import StepContext, TrainConfig, fit
+from aigc_lab.runs import load_run
 
 SMALL = dict(image_shape=(1, 4, 4), latent_dim=3, hidden=16, levels=5)
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aigc_lab.train import TrainableModel
+    from aigc_lab.contract import TrainableModel
 
 # registered name -> (module of its family, class name)
 _REGISTRY: dict[str, tuple[str, str]] = {

@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aigc_lab.images import check_images
-from aigc_lab.metrics import bits_per_dim
-from aigc_lab.models.conditioning import check_labels
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.losses import bits_per_dim
+from aigc_lab.images import check_labels
+from aigc_lab.contract import StepContext, TrainableModel
 
 _LEVEL_TOLERANCE = 1e-3  # float32 k/16 is exact; allow rounding noise from other sources
 

@@ -77,9 +77,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aigc_lab.images import check_images, to_model_range, to_unit_range
-from aigc_lab.models.conditioning import check_labels
+from aigc_lab.images import check_labels
 from aigc_lab.models.unet import UNet, check_image_shape
-from aigc_lab.train import StepContext, TrainableModel, inference
+from aigc_lab.contract import StepContext, TrainableModel, inference
 
 SCHEDULES = ("linear", "cosine")
 METHODS = ("ddpm", "ddim")

@@ -101,8 +101,9 @@ from aigc_lab.losses import (
     wgan_critic_loss,
     wgan_generator_loss,
 )
-from aigc_lab.models.conditioning import check_label_factors, check_labels, label_embedding
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.images import check_label_factors, check_labels
+from aigc_lab.models.conditioning import label_embedding
+from aigc_lab.contract import StepContext, TrainableModel
 
 CONDITIONINGS = ("concat", "embedding", "projection")
 CONSTRAINTS = ("none", "clip", "gp")

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from aigc_lab.images import check_images, to_model_range, to_unit_range
 from aigc_lab.losses import gradient_penalty, wgan_critic_loss, wgan_generator_loss
-from aigc_lab.models.conditioning import check_labels
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.images import check_labels
+from aigc_lab.contract import StepContext, TrainableModel
 
 
 class MLPGenerator(nn.Module):

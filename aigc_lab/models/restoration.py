@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from aigc_lab import image_losses, perceptual, similarity
 from aigc_lab.models.patchgan import PatchDiscriminator
-from aigc_lab.train import StepContext, TrainableModel
+from aigc_lab.contract import StepContext, TrainableModel
 
 
 class DnCNN(nn.Module):

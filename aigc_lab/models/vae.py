@@ -72,8 +72,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aigc_lab.images import check_image_shape, check_images
-from aigc_lab.models.conditioning import check_labels
-from aigc_lab.train import StepContext, TrainableModel, inference
+from aigc_lab.images import check_labels
+from aigc_lab.contract import StepContext, TrainableModel, inference
 
 SAMPLE_MODES = ("mean", "sample")
 LIKELIHOODS = ("logistic", "categorical")

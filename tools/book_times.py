@@ -1,0 +1,101 @@
+"""How long the book takes to execute, read from what each notebook recorded when it was executed.
+
+``python -m aigc_lab.notebooks execute`` stores each notebook's mode, device and wall time in its
+metadata (``metadata.aigc_lab``). This script prints them page by page against the book's budgets
+(``../shared/DESIGN.md``: at most 5 minutes a page in full mode, chapters 1-4 at most 40 minutes,
+the whole book at most 90), and says which pages miss them. It measures nothing itself: the times
+are those of the executions that made the committed outputs, on whatever machine ran them (the
+device is printed with them)::
+
+    python tools/book_times.py            # the table
+    python tools/book_times.py --json     # the same as JSON
+
+Exit status 0 always: a budget missed is a finding to read, not a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE_BUDGET_S = 300
+CHAPTERS_1_4_BUDGET_S = 40 * 60
+BOOK_BUDGET_S = 90 * 60
+
+
+def toc_notebooks(root: Path = ROOT) -> list[Path]:
+    """The book's notebooks in the order of ``_toc.yml``."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    files: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(str(node["file"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
+
+
+def page_times(root: Path = ROOT) -> list[dict[str, object]]:
+    rows = []
+    for path in toc_notebooks(root):
+        meta = nbformat.read(path, as_version=4).metadata.get("aigc_lab", {})
+        rows.append(
+            {
+                "page": str(path.relative_to(root)),
+                "chapter": int(path.name[:2]) if path.name[:2].isdigit() else None,
+                "mode": meta.get("mode"),
+                "wall_s": meta.get("wall_time_s"),
+                "device": meta.get("device"),
+                "executed_at": meta.get("executed_at"),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    rows = page_times()
+    timed = [r for r in rows if isinstance(r["wall_s"], (int, float))]
+    total = sum(r["wall_s"] for r in timed)
+    ch1_4 = sum(r["wall_s"] for r in timed if r["chapter"] is not None and r["chapter"] <= 4)
+    summary = {
+        "pages": len(rows),
+        "pages_timed": len(timed),
+        "pages_over_5_min": [r["page"] for r in timed if r["wall_s"] > PAGE_BUDGET_S],
+        "chapters_1_4_s": round(ch1_4, 1),
+        "book_s": round(total, 1),
+    }
+    if args.json:
+        json.dump({"pages": rows, "summary": summary}, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'page':40s} {'mode':5s} {'wall s':>8s}  {'budget':8s} executed at")
+    for r in rows:
+        wall = r["wall_s"]
+        verdict = "" if not isinstance(wall, (int, float)) else ("ok" if wall <= PAGE_BUDGET_S else "OVER")
+        wall_text = f"{wall:8.1f}" if isinstance(wall, (int, float)) else f"{'-':>8s}"
+        print(f"{r['page']:40s} {str(r['mode']):5s} {wall_text}  {verdict:8s} {r['executed_at']} ({r['device']})")
+    print()
+    print(f"chapters 1-4: {ch1_4 / 60:6.1f} min (budget {CHAPTERS_1_4_BUDGET_S // 60})")
+    print(f"whole book:   {total / 60:6.1f} min (budget {BOOK_BUDGET_S // 60}), {len(timed)} of {len(rows)} pages timed")
+    print(f"pages over {PAGE_BUDGET_S // 60} minutes: {', '.join(summary['pages_over_5_min']) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
