@@ -1,10 +1,11 @@
-"""The command line: ``python -m aigc_lab train|sample|eval|models|datasets``.
+"""The command line: ``python -m aigc_lab train|sample|eval|models|recipes|datasets``.
 
 Examples::
 
     python -m aigc_lab train wgan-gp-mlp --data digits --steps 3000 --run-dir runs/wgan
     python -m aigc_lab sample runs/wgan --n 1000 --out samples.npz
     python -m aigc_lab eval runs/wgan
+    python -m aigc_lab train --recipe shapes-cfg --runs-dir runs/book   # any model of the book, exactly
 
 Conditional runs (``train ... --conditional``) sample one class with ``--label``, given as an
 index (``--label 3``), a class name (``--label "red triangle"``) or, for datasets whose classes
@@ -47,9 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aigc_lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = sub.add_parser("train", help="train a model on a dataset")
-    train.add_argument("model", help="a model name (see `python -m aigc_lab models`)")
-    train.add_argument("--data", required=True, help="a dataset name (see `python -m aigc_lab datasets`) or folder:PATH")
+    train = sub.add_parser("train", help="train a model on a dataset, or one of the book's models (--recipe)")
+    train.add_argument("model", nargs="?", help="a model name (see `python -m aigc_lab models`)")
+    train.add_argument("--recipe", help="train one of the book's models with its exact settings (see `python -m aigc_lab recipes`) into RUNS_DIR/RECIPE")
+    train.add_argument("--runs-dir", type=Path, default=Path("runs"), help="--recipe: the directory of the book's runs (default runs)")
+    train.add_argument("--data", help="a dataset name (see `python -m aigc_lab datasets`) or folder:PATH")
     train.add_argument("--size", type=int, help="resize the images to SIZE x SIZE")
     train.add_argument("--data-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="another dataset option, e.g. channels=1")
     train.add_argument("--conditional", action="store_true", help="condition the model on the dataset's labels")
@@ -87,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device")
 
     sub.add_parser("models", help="list the models")
+    sub.add_parser("recipes", help="list the book's trained models (train one with `train --recipe NAME`)")
     sub.add_parser("datasets", help="list the datasets")
     return parser
 
@@ -102,6 +106,10 @@ def _train(args: argparse.Namespace) -> int:
     from aigc_lab.models import build_model
     from aigc_lab.train import TrainConfig, build_under_seed, fit
 
+    if args.recipe is not None:
+        return _train_recipe(args)
+    if args.model is None or args.data is None:
+        raise ValueError("train needs a MODEL and --data DATASET (or --recipe NAME for one of the book's models)")
     spec: dict[str, Any] = {"name": args.data, **dict(args.data_option)}
     if args.size is not None:
         spec["size"] = args.size
@@ -118,6 +126,30 @@ def _train(args: argparse.Namespace) -> int:
     history = fit(model, dataset, run_dir, config, device=args.device, resume=not args.fresh, data_spec=spec)
     last = {name: history.last(name) for name in history.scalars}
     print(json.dumps({"run_dir": str(run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "last": last}))
+    return 0
+
+
+def _train_recipe(args: argparse.Namespace) -> int:
+    from aigc_lab.recipes import train_recipe
+
+    ignored = [flag for flag, value in (("MODEL", args.model), ("--data", args.data), ("--size", args.size), ("--conditional", args.conditional),
+                                         ("--param", args.param), ("--data-option", args.data_option), ("--run-dir", args.run_dir), ("--fresh", args.fresh)) if value]
+    if ignored:
+        raise ValueError(f"--recipe fixes the model, data and settings; drop {', '.join(ignored)} (or train without --recipe)")
+    if args.batch_size != 64 or args.checkpoint_every != 250 or args.seed != 0:
+        raise ValueError("--recipe trains with the book's batch size, seed and checkpoints; drop --batch-size, --seed and --checkpoint-every")
+    _, history = train_recipe(args.recipe, args.runs_dir, steps=args.steps, device=args.device)
+    last = {name: history.last(name) for name in history.scalars}
+    print(json.dumps({"run_dir": str(history.run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "last": last}))
+    return 0
+
+
+def _list_recipes() -> int:
+    from aigc_lab.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        data = recipe.data + (", conditional" if recipe.conditional else "")
+        print(f"{name:24s} {recipe.model:10s} {recipe.steps:6d} steps  {data:20s} {recipe.label}")
     return 0
 
 
@@ -286,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_models()
         if args.command == "datasets":
             return _list_datasets()
+        if args.command == "recipes":
+            return _list_recipes()
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

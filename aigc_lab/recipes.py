@@ -1,8 +1,10 @@
-"""The settings chapter 4 trains its conditional models with, in one place.
+"""Every trained model of the book by name: the settings it is trained with, in one place.
 
 Several pages train the same model on the same data (chapter 4's sections, and its closing
-comparison, which measures them all side by side). Each page calls :func:`train_recipe` with a
-name from :data:`CONDITIONAL_RECIPES`; the run directory is named after the recipe, and
+comparison, which measures them all side by side; chapter 3's models, which section 3.5 compares).
+Each page calls :func:`train_recipe` with a name from :data:`RECIPES`
+(``python -m aigc_lab train --recipe NAME`` does the same from a terminal, and ``python -m aigc_lab
+recipes`` lists them); the run directory is named after the recipe, and
 :func:`aigc_lab.train.fit` resumes a finished run instead of training it again, so a model trained
 on one page is loaded, not retrained, on the next, and each page still runs on its own.
 
@@ -48,6 +50,7 @@ class Recipe:
     quick_steps: int = 60  # AIGC_LAB_QUICK=1
     sample: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of model.sample
     quick_sample: dict[str, Any] = field(default_factory=dict)  # what quick mode changes in them
+    conditional: bool = True  # conditioned on the data's labels (chapter 4) or not (chapter 3)
 
     def sample_options(self) -> dict[str, Any]:
         """The keyword arguments of ``model.sample`` in this mode (quick mode: e.g. fewer sampler steps)."""
@@ -103,6 +106,21 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
 }
 
 
+#: Chapter 3's models: each family's defaults on the digits, for its default number of steps (the
+#: sections train them with ``fit`` in the open, with these settings; section 3.5 loads their runs).
+UNCONDITIONAL_RECIPES: dict[str, Recipe] = {
+    "vae": Recipe("VAE", "digits", "vae", {}, 4000, 150, conditional=False),
+    "row-rnn": Recipe("row-by-row RNN", "digits", "row-rnn", {}, 2000, 60, conditional=False),
+    "pixelcnn": Recipe("PixelCNN", "digits", "pixelcnn", {}, 1200, 60, conditional=False),
+    "dcgan": Recipe("DCGAN", "digits", "dcgan", {}, 3000, 60, conditional=False),
+    "wgan-gp": Recipe("WGAN-GP (the source's objective)", "digits", "wgan", {"constraint": "gp"}, 2000, 60, conditional=False),
+    "ddpm": Recipe("DDPM", "digits", "ddpm", {}, 1500, 60, conditional=False),
+}
+
+#: Every recipe of the book, chapter 3's and chapter 4's.
+RECIPES: dict[str, Recipe] = {**UNCONDITIONAL_RECIPES, **CONDITIONAL_RECIPES}
+
+
 def dataset_classifier(dataset: str):
     """The feature classifier that judges samples of ``dataset`` (a key of :data:`DATASETS`).
 
@@ -134,7 +152,8 @@ def build_recipe_model(recipe: Recipe | str) -> TrainableModel:
 
 
 def _build(recipe: Recipe, train) -> TrainableModel:
-    return build_model(recipe.model, image_shape=tuple(train.images.shape[1:]), num_classes=len(train.classes), **recipe.hparams)
+    classes = {"num_classes": len(train.classes)} if recipe.conditional else {}
+    return build_model(recipe.model, image_shape=tuple(train.images.shape[1:]), **classes, **recipe.hparams)
 
 
 def train_recipe(
@@ -145,6 +164,7 @@ def train_recipe(
     steps: int | None = None,
     eval_fn: Callable[[TrainableModel], dict[str, float]] | None = None,
     eval_every: int = 0,
+    device: str | None = None,
 ) -> tuple[TrainableModel, History]:
     """Train the recipe ``name`` into ``runs_dir/name`` (or load it, when a finished run is there).
 
@@ -167,6 +187,7 @@ def train_recipe(
         TrainConfig(steps=steps, seed=seed, checkpoint_every=500, eval_every=eval_every),
         data_spec=dict(DATASETS[recipe.data]),
         eval_fn=eval_fn,
+        device=device,
     )
     return model.eval(), history
 
@@ -174,9 +195,9 @@ def train_recipe(
 def _recipe(recipe: Recipe | str) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
-    if recipe not in CONDITIONAL_RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(CONDITIONAL_RECIPES)}")
-    return CONDITIONAL_RECIPES[recipe]
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}")
+    return RECIPES[recipe]
 
 
 def measure_conditional(

@@ -45,11 +45,6 @@ def one_thread():
 # list can only shrink. Empty when the whole book is current.
 _LAYERS = "issue 12: the model contract moved to contract.py and fit was restructured, which every page imports"
 AWAITING_REEXECUTION: dict[str, str] = {
-    "book/01_background": _LAYERS,
-    "book/02_training_data": _LAYERS,
-    "book/03a_vae": _LAYERS,
-    "book/03b_gan": _LAYERS,
-    "book/03c_autoregressive": _LAYERS,
     "book/03d_diffusion": _LAYERS,
     "book/03e_comparison": _LAYERS,
     "book/04a_conditional_gan": _LAYERS,

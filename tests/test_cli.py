@@ -333,3 +333,31 @@ def test_a_full_disk_during_training_is_one_line_with_exit_code_2(tmp_path, monk
     monkeypatch.undo()
     _assert_same_bits(torch.load(run / "checkpoint.pt", weights_only=True), before)
     assert not list(run.glob(".*.tmp"))
+
+
+def test_train_a_recipe_of_the_book(tmp_path, capsys):
+    assert main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    assert "shapes-cfg" in listing and "dcgan" in listing and "conditional" in listing
+    assert main(["train", "--recipe", "digits-cgan-projection", "--runs-dir", str(tmp_path), "--steps", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["run_dir"] == str(tmp_path / "digits-cgan-projection") and result["steps"] == 2
+    config = json.loads((tmp_path / "digits-cgan-projection" / "config.json").read_text())
+    assert config["model"] == "wgan" and config["hparams"]["conditioning"] == "projection" and config["hparams"]["num_classes"] == 10
+    assert main(["train", "--recipe", "dcgan", "--runs-dir", str(tmp_path), "--steps", "1"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "dcgan" / "config.json").read_text())["hparams"].get("num_classes", 0) == 0  # chapter 3's: unconditional
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--recipe", "no-such-recipe"], "unknown recipe 'no-such-recipe'; known recipes: vae, row-rnn"),
+        (["train", "--recipe", "dcgan", "--data", "digits"], "--recipe fixes the model, data and settings; drop --data"),
+        (["train", "--recipe", "dcgan", "--seed", "3"], "--recipe trains with the book's batch size, seed and checkpoints"),
+        (["train", "dcgan"], "train needs a MODEL and --data DATASET"),
+    ],
+)
+def test_train_recipe_errors(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -25,6 +25,19 @@ def test_every_recipe_builds_a_conditional_model_sized_for_its_data():
     assert len(recipe_data("shapes-cvae").classes) == 30 and recipe_data("shapes-cvae").images.shape[-1] == 16
 
 
+def test_chapter_3_recipes_are_each_familys_unconditional_defaults():
+    from aigc_lab.models import MODELS
+
+    assert set(recipes.UNCONDITIONAL_RECIPES) == {"vae", "row-rnn", "pixelcnn", "dcgan", "wgan-gp", "ddpm"}
+    assert set(recipes.RECIPES) == set(recipes.UNCONDITIONAL_RECIPES) | set(CONDITIONAL_RECIPES)
+    for name, recipe in recipes.UNCONDITIONAL_RECIPES.items():
+        model = build_recipe_model(name)
+        assert recipe.steps == MODELS[recipe.model].default_steps, name  # what `train MODEL` would train
+        assert getattr(model, "num_classes", 0) == 0, name
+        assert tuple(model.hparams["image_shape"]) == (1, 8, 8), name
+    assert build_recipe_model("wgan-gp").hparams["constraint"] == "gp"
+
+
 def test_a_finished_run_is_loaded_not_trained_again(tmp_path):
     model, history = train_recipe("digits-cgan-projection", tmp_path, steps=3)
     assert history.steps == 3 and (tmp_path / "digits-cgan-projection" / "checkpoint.pt").is_file()

@@ -13,6 +13,15 @@ after ``--warmup`` untimed steps, and reports ``steps * batch_size / seconds``; 
 ``model.sample(--n)`` (with each model's default sampler: e.g. all of a DDPM's steps) after one
 untimed call on a small batch. Models train on the real digits, so their speed is the speed of
 real work, but a handful of steps says nothing about quality: the chapters measure that.
+
+``--overhead`` measures what the book's loop costs on top of the work itself: for each model it
+times ``--steps`` steps of :func:`aigc_lab.train.fit` with the settings the book trains with (a
+log every 25 steps, a checkpoint every 250, the run's provenance record with each) against a plain
+loop that calls the same ``model.training_step`` on batches drawn the plain way, alternating the
+two ``--repeats`` times on the same machine and reporting the median of each (the issue's target:
+at most 5% overhead)::
+
+    python tools/benchmark.py --overhead --models vae ddpm dcgan --steps 250
 """
 
 from __future__ import annotations
@@ -76,6 +85,52 @@ def benchmark(name: str, *, steps: int, warmup: int, batch_size: int, n_samples:
     }
 
 
+def overhead(name: str, *, steps: int, repeats: int, batch_size: int, device) -> dict[str, object]:
+    """Median seconds per step of fit (the book's settings) and of a plain loop, alternated ``repeats`` times."""
+    import statistics
+
+    import torch
+
+    from aigc_lab.contract import StepContext
+    from aigc_lab.data import load_dataset
+    from aigc_lab.models import build_model
+    from aigc_lab.train import TrainConfig, fit
+
+    train = load_dataset("digits", "train")
+    torch.manual_seed(0)
+    model = build_model(name, image_shape=list(train.images.shape[1:]))
+    images, labels = train.images.to(device), train.labels.to(device)
+
+    def plain() -> float:
+        model.to(device).train()
+        ctx = StepContext(model.configure_optimizers(), None, device)
+        generator = torch.Generator().manual_seed(0)
+        _sync(device)
+        start = time.perf_counter()
+        for step in range(steps):
+            ctx.step = step
+            index = torch.randint(len(images), (batch_size,), generator=generator).to(device)
+            metrics = model.training_step((images[index], labels[index]), ctx)
+            for value in metrics.values():  # the loop reads every metric too (a device sync), so this one does
+                float(value)
+        _sync(device)
+        return (time.perf_counter() - start) / steps
+
+    def book_loop(tmp: Path, k: int) -> float:
+        config = TrainConfig(steps=steps, batch_size=batch_size)  # log every 25, checkpoint every 250
+        history = fit(model, train, tmp / f"run{k}", config, device=device, resume=False)
+        return history.train_seconds / steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain(), book_loop(Path(tmp), -1)  # warm-up of both
+        fits, plains = [], []
+        for k in range(repeats):
+            fits.append(book_loop(Path(tmp), k))
+            plains.append(plain())
+    fit_s, plain_s = statistics.median(fits), statistics.median(plains)
+    return {"model": name, "fit_s_per_step": fit_s, "plain_s_per_step": plain_s, "overhead": fit_s / plain_s - 1}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", help="registered model names (default: all)")
@@ -86,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--overhead", action="store_true", help="time fit against a plain loop instead (see above)")
+    parser.add_argument("--repeats", type=int, default=3, help="--overhead: alternations of the two loops (default 3)")
     args = parser.parse_args(argv)
 
     import torch
@@ -103,6 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     info = runtime.describe()
     print(f"# aigc_lab benchmark: device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     print(f"# load average before: {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "")
+    if args.overhead:
+        rows = []
+        print(f"{'model':16s} {'fit s/step':>11s} {'plain s/step':>13s} {'overhead':>9s}")
+        for name in names:
+            row = overhead(name, steps=args.steps, repeats=args.repeats, batch_size=args.batch_size, device=device)
+            rows.append(row)
+            print(f"{name:16s} {row['fit_s_per_step']:11.4f} {row['plain_s_per_step']:13.4f} {row['overhead']:9.1%}", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"runtime": info, "settings": vars(args) | {"json": str(args.json)}, "overhead": rows}, indent=2))
+        return 0
     rows = []
     header = f"{'model':16s} {'params':>9s} {'train img/s':>12s} {'s/step':>8s} {'sample ' + str(args.n) + ' (s)':>16s}"
     print(header)
