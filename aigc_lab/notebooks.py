@@ -349,6 +349,9 @@ def execute(paths: Iterable[Path], *, timeout: int = 1800) -> list[dict[str, Any
 # ----------------------------------------------------------------------------- checking
 
 
+TABLE_CLASS = "aigc-lab-table"  # the HTML class of aigc_lab.viz.Table
+
+
 def _output_text(output: NotebookNode | dict[str, Any]) -> str:
     kind = output.get("output_type")
     if kind == "stream":
@@ -399,8 +402,10 @@ def check(path: Path) -> list[str]:
     Looks for: missing ``aigc_lab`` metadata, outputs not made in full mode, code changed since
     the outputs were made, package code changed since (the files the notebook imported, and the
     code that trained each run it used), a notebook with no outputs, code cells that were never
-    run or ran out of order, error outputs (except in cells tagged ``raises-exception``), and
-    outputs that show a path of the machine that ran them.
+    run or ran out of order, error outputs (except in cells tagged ``raises-exception``),
+    outputs that show a path of the machine that ran them, and a cell that makes a table
+    (``viz.show_table``) whose outputs hold none (the table was built but not displayed: only a
+    cell's last expression is shown without ``display``).
     """
     nb = nbformat.read(Path(path), as_version=4)
     problems: list[str] = []
@@ -442,6 +447,10 @@ def check(path: Path) -> list[str]:
                     f"cell {index} output shows a path of this machine ({match.group(0)!r}...); "
                     "print paths relative to the notebook and silence warnings that name files"
                 )
+        if "show_table(" in _source(cell) and count is not None:
+            shown = any(TABLE_CLASS in _source({"source": o.get("data", {}).get("text/html", "")}) for o in cell.get("outputs", []))
+            if not shown:
+                problems.append(f"cell {index} builds a table (show_table) but shows none: make it the cell's last expression, or display() it")
     return problems
 
 

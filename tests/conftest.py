@@ -45,12 +45,8 @@ def one_thread():
 # list can only shrink. Empty when the whole book is current.
 _LAYERS = "issue 12: the model contract moved to contract.py and fit was restructured, which every page imports"
 AWAITING_REEXECUTION: dict[str, str] = {
-    "book/03d_diffusion": _LAYERS,
-    "book/03e_comparison": _LAYERS,
     "book/04a_conditional_gan": _LAYERS,
     "book/04b_conditional_vae": _LAYERS,
     "book/04c_guidance": _LAYERS,
     "book/04d_comparison": _LAYERS,
-    "book/05a_pixel_losses": _LAYERS,
-    "book/05b_perceptual_adversarial": _LAYERS,
 }

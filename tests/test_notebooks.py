@@ -148,6 +148,17 @@ def test_check_quick_mode(tmp_path: Path) -> None:
     _one_problem(_write(tmp_path, _notebook(), mode="quick"), "'quick' mode")
 
 
+def test_check_a_table_built_but_not_shown(tmp_path: Path) -> None:
+    nb = _notebook()
+    shown = new_output("display_data", data={"text/html": '<table class="table aigc-lab-table"></table>', "text/plain": "<Table>"})
+    nb.cells.append(new_code_cell("t = viz.show_table(rows)\ndisplay(t)", execution_count=3, outputs=[shown]))
+    assert check(_write(tmp_path, nb)) == []
+    nb = _notebook()
+    printed = new_output("stream", name="stdout", text="done\n")
+    nb.cells.append(new_code_cell("viz.show_table(rows)\nprint('done')", execution_count=3, outputs=[printed]))
+    _one_problem(_write(tmp_path, nb), "cell 3 builds a table (show_table) but shows none")
+
+
 def test_check_stale_hash(tmp_path: Path) -> None:
     nb = _notebook()
     path = _write(tmp_path, nb)
