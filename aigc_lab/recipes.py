@@ -192,6 +192,56 @@ def train_recipe(
     return model.eval(), history
 
 
+def train_recipes(names: list[str], runs_dir: str | os.PathLike, *, workers: int = 2, steps: int | None = None) -> dict[str, float]:
+    """Train several recipes at once, each in a process of its own with one CPU thread.
+
+    Each runs ``python -m aigc_lab train --recipe NAME --runs-dir RUNS_DIR`` (the same run as
+    :func:`train_recipe` would train in this process: same settings, seed and directory), at most
+    ``workers`` at a time; recipes whose run is already complete are skipped. Afterwards
+    :func:`train_recipe` loads each of them. Why: the book's small models keep two CPU threads
+    busy only part of the time. Measured on a quiet 2-core machine (``train_recipe`` with
+    ``fit``'s settings): the digits cGAN takes 0.066 s a step with two threads and 0.080-0.082 s with
+    one while a second run trains on the other core, 1.6 times the throughput of training them one
+    after the other; the shapes diffusion model (wider convolutions) 0.32 s against 0.52-0.55 s, 1.2
+    times. Each run's ``train_seconds`` is then its own time on one core, next to another run.
+
+    Returns the wall-clock seconds each recipe's process took (0 for those skipped).
+    """
+    import subprocess
+    import sys
+
+    from aigc_lab.runs import run_is_complete
+
+    for name in names:
+        _recipe(name)  # unknown names fail here, before anything starts
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    env = {**os.environ, runtime.THREADS_ENV: "1", "AIGC_LAB_PROGRESS": "0"}
+    pending = [n for n in names if not run_is_complete(Path(runs_dir) / n)]
+    seconds = {n: 0.0 for n in names}
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    failures = []
+    while pending or running:
+        while pending and len(running) < workers:
+            name = pending.pop(0)
+            command = [sys.executable, "-m", "aigc_lab", "train", "--recipe", name, "--runs-dir", str(runs_dir)]
+            if steps is not None:
+                command += ["--steps", str(steps)]
+            running[name] = (subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), time.perf_counter())
+        time.sleep(0.2)
+        for name, (process, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            _, err = process.communicate()
+            seconds[name] = time.perf_counter() - start
+            del running[name]
+            if process.returncode != 0:
+                failures.append(f"{name}: {err.strip().splitlines()[-1] if err.strip() else f'exit code {process.returncode}'}")
+    if failures:
+        raise RuntimeError("training failed for " + "; ".join(failures))
+    return seconds
+
+
 def _recipe(recipe: Recipe | str) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe

@@ -103,7 +103,20 @@ def test_label_accuracy_is_per_label_and_its_minimum(tmp_path):
 
 
 def test_unknown_names_are_explained():
-    with pytest.raises(ValueError, match="unknown recipe 'digits-gan'; known recipes: digits-cgan-concat"):
+    with pytest.raises(ValueError, match="unknown recipe 'digits-gan'; known recipes: vae, row-rnn, .*digits-cgan-concat"):
         train_recipe("digits-gan", "runs")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         recipes.dataset_classifier("mnist")
+
+
+def test_train_recipes_trains_in_processes_of_their_own_then_loads(tmp_path):
+    seconds = recipes.train_recipes(["digits-cgan-concat", "dcgan"], tmp_path, workers=2, steps=2)
+    assert set(seconds) == {"digits-cgan-concat", "dcgan"} and all(s > 0 for s in seconds.values())
+    for name in seconds:
+        assert (tmp_path / name / "checkpoint.pt").is_file()
+    again = recipes.train_recipes(["digits-cgan-concat", "dcgan"], tmp_path, steps=2)
+    assert again == {"digits-cgan-concat": 0.0, "dcgan": 0.0}, "complete runs are not trained again"
+    model, history = train_recipe("dcgan", tmp_path, steps=2)
+    assert history.steps == 2 and not model.training
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        recipes.train_recipes(["dcgan", "nope"], tmp_path)
