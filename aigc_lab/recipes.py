@@ -216,6 +216,7 @@ def train_recipes(names: list[str], runs_dir: str | os.PathLike, *, workers: int
     """
     import subprocess
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     from aigc_lab.runs import run_is_complete
 
@@ -224,29 +225,23 @@ def train_recipes(names: list[str], runs_dir: str | os.PathLike, *, workers: int
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     env = {**os.environ, runtime.THREADS_ENV: "1", "AIGC_LAB_PROGRESS": "0"}
+    extra = [] if steps is None else ["--steps", str(steps)]
+
+    def train_one(name: str) -> tuple[float, str | None]:
+        """Wall seconds of the recipe's process, and the last line of its error if it failed."""
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "aigc_lab", "train", "--recipe", name, "--runs-dir", str(runs_dir), *extra]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1] if done.returncode else None
+        return time.perf_counter() - start, error
+
     pending = [n for n in names if not run_is_complete(Path(runs_dir) / n)]
-    seconds = {n: 0.0 for n in names}
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    failures = []
-    while pending or running:
-        while pending and len(running) < workers:
-            name = pending.pop(0)
-            command = [sys.executable, "-m", "aigc_lab", "train", "--recipe", name, "--runs-dir", str(runs_dir)]
-            if steps is not None:
-                command += ["--steps", str(steps)]
-            running[name] = (subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), time.perf_counter())
-        time.sleep(0.2)
-        for name, (process, start) in list(running.items()):
-            if process.poll() is None:
-                continue
-            _, err = process.communicate()
-            seconds[name] = time.perf_counter() - start
-            del running[name]
-            if process.returncode != 0:
-                failures.append(f"{name}: {err.strip().splitlines()[-1] if err.strip() else f'exit code {process.returncode}'}")
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # threads only wait: the work is in the processes
+        outcomes = dict(zip(pending, pool.map(train_one, pending)))
+    failures = [f"{name}: {error}" for name, (_, error) in outcomes.items() if error]
     if failures:
         raise RuntimeError("training failed for " + "; ".join(failures))
-    return seconds
+    return {n: outcomes[n][0] if n in outcomes else 0.0 for n in names}
 
 
 def _recipe(recipe: Recipe | str) -> Recipe:

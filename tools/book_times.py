@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_BUDGET_S = 300
@@ -30,22 +29,11 @@ BOOK_BUDGET_S = 90 * 60
 
 
 def toc_notebooks(root: Path = ROOT) -> list[Path]:
-    """The book's notebooks in the order of ``_toc.yml``."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    files: list[str] = []
+    """The book's notebooks in the order of ``_toc.yml`` (the entries ``aigc_lab.notebooks`` reads)."""
+    from aigc_lab.notebooks import resolve_entry, toc_entries
 
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(str(node["file"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [root / f"{f}.ipynb" for f in files if (root / f"{f}.ipynb").exists()]
+    pages = [resolve_entry(root, entry) for entry in toc_entries(root)]
+    return [page for page in pages if page.suffix == ".ipynb"]
 
 
 def page_times(root: Path = ROOT) -> list[dict[str, object]]:
