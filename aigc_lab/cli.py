@@ -183,9 +183,15 @@ def _sample_images(model, n: int, label: int | None, seed: int, **options: Any):
     return images, labels if labels is not None else torch.full((n,), -1, dtype=torch.long)
 
 
-def _sample(args: argparse.Namespace) -> int:
+def _write_samples(path: Path, images, labels) -> None:
+    """The sample file format: ``np.savez(path, images=float32 N x C x H x W in [0, 1], labels=int64 N)``."""
     import numpy as np
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+
+
+def _sample(args: argparse.Namespace) -> int:
     from aigc_lab.models.conditioning import resolve_label
     from aigc_lab.runs import load_run
 
@@ -206,8 +212,7 @@ def _sample(args: argparse.Namespace) -> int:
             raise ValueError(f"--best-of needs a conditional GAN whose critic has an auxiliary classifier (wgan with aux_weight > 0); this run is {config['model']!r}")
         options["best_of"] = args.best_of
     images, labels = _sample_images(model, args.n, label, args.seed, **options)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+    _write_samples(args.out, images, labels)
     print(f"wrote {len(images)} images of shape {tuple(images.shape[1:])} to {args.out}")
     return 0
 
@@ -255,10 +260,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.no_fd and len(train_set.classes) > 1:
             result.update(_classifier_measures(spec, images, labels))
     if args.out is not None:
-        import numpy as np
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, images=images.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64))
+        _write_samples(args.out, images, labels)
         result["samples_file"] = str(args.out)
     print(json.dumps(result, indent=2))
     return 0
