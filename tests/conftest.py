@@ -43,10 +43,4 @@ def one_thread():
 # -> why). Their staleness and their prose are reported as xfail with the problems found, not
 # hidden, and a page listed here whose outputs are current again fails the notebook test, so the
 # list can only shrink. Empty when the whole book is current.
-_LAYERS = "issue 12: the model contract moved to contract.py and fit was restructured, which every page imports"
-AWAITING_REEXECUTION: dict[str, str] = {
-    "book/04a_conditional_gan": _LAYERS,
-    "book/04b_conditional_vae": _LAYERS,
-    "book/04c_guidance": _LAYERS,
-    "book/04d_comparison": _LAYERS,
-}
+AWAITING_REEXECUTION: dict[str, str] = {}

@@ -120,3 +120,43 @@ def test_train_recipes_trains_in_processes_of_their_own_then_loads(tmp_path):
     assert history.steps == 2 and not model.training
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         recipes.train_recipes(["dcgan", "nope"], tmp_path)
+
+
+class _Oracle:
+    """A "model" that answers every label with real test digits of that label."""
+
+    num_classes = 10
+
+    def __init__(self):
+        test = recipe_data("digits-cgan-concat", "test")
+        self.by_label = [test.images[test.labels == c] for c in range(10)]
+
+    def sample(self, n, labels, generator=None):
+        seen = [0] * 10
+        images = []
+        for y in labels.tolist():
+            images.append(self.by_label[y][seen[y]])
+            seen[y] += 1
+        return torch.stack(images)
+
+
+def test_label_accuracy_is_the_classifiers_verdict_on_samples_of_every_label(monkeypatch, digits_classifier):
+    from aigc_lab.metrics import classifier_accuracy
+
+    monkeypatch.setattr(recipes, "dataset_classifier", lambda name: digits_classifier)
+    oracle = _Oracle()
+    labels = torch.arange(10).repeat(4)
+    expected = classifier_accuracy(oracle.sample(40, labels), labels, classifier=digits_classifier)
+    assert recipes.label_accuracy(oracle, "digits-cgan-concat", per_class=4) == pytest.approx(expected)
+    assert expected > 0.5  # real digits: the classifier's held-out accuracy, not chance
+    with pytest.raises(ValueError, match="per_class must be >= 1"):
+        recipes.label_accuracy(oracle, "shapes-cvae")  # a recipe without eval_per_class needs one
+
+
+def test_the_curve_during_training_survives_a_run_trained_in_another_process(tmp_path):
+    assert CONDITIONAL_RECIPES["digits-cgan-projection"].eval_per_class > 0
+    assert CONDITIONAL_RECIPES["shapes-cvae"].eval_per_class == 0
+    recipes.train_recipes(["digits-cgan-projection"], tmp_path, steps=3)
+    _, history = train_recipe("digits-cgan-projection", tmp_path, steps=3)  # loaded, not trained
+    steps, values = history.scalars["eval/accuracy"]
+    assert steps == [3] and 0 <= values[0] <= 1  # measured at the end (every 250 steps: not before)
