@@ -10,6 +10,12 @@ device is printed with them)::
     python tools/book_times.py            # the table
     python tools/book_times.py --json     # the same as JSON
 
+A page's time includes training only for the runs it trained in that execution. When it loaded a
+run that it trains itself (one left by an earlier execution of the same page, in ``book/runs``),
+its time leaves that training out; the table marks such a page ``PARTIAL`` and names how many of
+its own runs it loaded. Runs loaded from *other* pages are the book working as designed (each
+model is trained once per execution of the book) and are not flagged.
+
 Exit status 0 always: a budget missed is a finding to read, not a crash.
 """
 
@@ -36,18 +42,27 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     return [page for page in pages if page.suffix == ".ipynb"]
 
 
+def own_runs_loaded(meta: dict, page: str) -> int:
+    """How many runs that ``page`` trains it loaded instead (left by an earlier execution of it), from its ``metadata.aigc_lab``."""
+    runs = meta.get("runs", {}).values()
+    return sum(1 for r in runs if r.get("event") == "loaded" and r.get("trained_by") == page)
+
+
 def page_times(root: Path = ROOT) -> list[dict[str, object]]:
     rows = []
     for path in toc_notebooks(root):
         meta = nbformat.read(path, as_version=4).metadata.get("aigc_lab", {})
+        page = str(path.relative_to(root))
+        own_loaded = own_runs_loaded(meta, page)
         rows.append(
             {
-                "page": str(path.relative_to(root)),
+                "page": page,
                 "chapter": int(path.name[:2]) if path.name[:2].isdigit() else None,
                 "mode": meta.get("mode"),
                 "wall_s": meta.get("wall_time_s"),
                 "device": meta.get("device"),
                 "executed_at": meta.get("executed_at"),
+                "own_runs_loaded": own_loaded,  # its own runs, left by an earlier execution: training not timed
             }
         )
     return rows
@@ -65,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "pages": len(rows),
         "pages_timed": len(timed),
         "pages_over_5_min": [r["page"] for r in timed if r["wall_s"] > PAGE_BUDGET_S],
+        "pages_timed_without_their_training": [r["page"] for r in timed if r["own_runs_loaded"]],
         "chapters_1_4_s": round(ch1_4, 1),
         "book_s": round(total, 1),
     }
@@ -76,12 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         wall = r["wall_s"]
         verdict = "" if not isinstance(wall, (int, float)) else ("ok" if wall <= PAGE_BUDGET_S else "OVER")
+        if r["own_runs_loaded"]:
+            verdict = f"PARTIAL ({r['own_runs_loaded']} of its runs loaded)" if verdict == "ok" else verdict + ", PARTIAL"
         wall_text = f"{wall:8.1f}" if isinstance(wall, (int, float)) else f"{'-':>8s}"
         print(f"{r['page']:40s} {str(r['mode']):5s} {wall_text}  {verdict:8s} {r['executed_at']} ({r['device']})")
     print()
     print(f"chapters 1-4: {ch1_4 / 60:6.1f} min (budget {CHAPTERS_1_4_BUDGET_S // 60})")
     print(f"whole book:   {total / 60:6.1f} min (budget {BOOK_BUDGET_S // 60}), {len(timed)} of {len(rows)} pages timed")
     print(f"pages over {PAGE_BUDGET_S // 60} minutes: {', '.join(summary['pages_over_5_min']) or 'none'}")
+    partial = summary["pages_timed_without_their_training"]
+    print(f"pages timed without (some of) their own training: {', '.join(partial) or 'none'}")
     return 0
 
 
