@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
 }
 # Files under models/ that hold blocks several families share; a family's file may import these,
 # never another family's file.
-SHARED_MODEL_BLOCKS = {"aigc_lab.models.unet", "aigc_lab.models.conditioning", "aigc_lab.models.patchgan"}
+SHARED_MODEL_BLOCKS = {"aigc_lab.models.unet", "aigc_lab.models.conditioning", "aigc_lab.models.patchgan", "aigc_lab.models.image_unet"}
 
 
 def _module_name(path: Path) -> str:
