@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aigc_lab.degradations import bicubic_upsample
+from aigc_lab.degradations import bicubic_upsample, check_mask
 from aigc_lab.images import check_images
 
 DENOISERS = ("bm3d", "tv", "nl-means", "wavelet")
@@ -100,10 +100,7 @@ def inpaint(images: Tensor, mask: Tensor, method: str = "biharmonic") -> Tensor:
     _check(images)
     if method not in INPAINTERS:
         raise ValueError(f"unknown inpainting method {method!r}; choose one of: {', '.join(INPAINTERS)}")
-    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != len(images) or mask.shape[2:] != images.shape[2:]:
-        raise ValueError(f"mask must be N x 1 x H x W matching images of shape {tuple(images.shape)}, got {tuple(mask.shape)}")
-    if not ((mask == 0) | (mask == 1)).all():
-        raise ValueError("mask must hold only 0 (kept) and 1 (missing)")
+    mask = check_mask(mask, images).expand(len(images), -1, -1, -1)
     colour = images.shape[1] == 3
     out = []
     for image, m in zip(images, mask[:, 0].bool().numpy()):

@@ -135,15 +135,21 @@ def random_masks(
     return masks
 
 
-def apply_mask(images: Tensor, mask: Tensor, fill: float = 0.0) -> Tensor:
-    """``images`` with the missing pixels (``mask == 1``) set to ``fill``."""
-    images = _check(images)
+def check_mask(mask: Tensor, images: Tensor) -> Tensor:
+    """Check that ``mask`` is ``N x 1 x H x W`` (or ``1 x 1 x H x W``) of 0 and 1 matching ``images``; return it."""
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, len(images)) or mask.shape[2:] != images.shape[2:]:
         raise ValueError(
             f"mask must be N x 1 x H x W (or 1 x 1 x H x W) matching images of shape {tuple(images.shape)}, got {tuple(mask.shape)}"
         )
     if not ((mask == 0) | (mask == 1)).all():
         raise ValueError("mask must hold only 0 (kept) and 1 (missing)")
+    return mask
+
+
+def apply_mask(images: Tensor, mask: Tensor, fill: float = 0.0) -> Tensor:
+    """``images`` with the missing pixels (``mask == 1``) set to ``fill``."""
+    images = _check(images)
+    check_mask(mask, images)
     return torch.where(mask.bool(), torch.full_like(images, fill), images)
 
 
