@@ -1,4 +1,4 @@
-"""The command line: ``python -m aigc_lab train|sample|eval|models|recipes|datasets``.
+"""The command line: ``python -m aigc_lab train|sample|eval|apply|models|recipes|datasets``.
 
 Examples::
 
@@ -6,6 +6,14 @@ Examples::
     python -m aigc_lab sample runs/wgan --n 1000 --out samples.npz
     python -m aigc_lab eval runs/wgan
     python -m aigc_lab train --recipe shapes-cfg --runs-dir runs/book   # any model of the book, exactly
+    python -m aigc_lab train denoiser --data photos --data-option channels=1 --run-dir runs/denoiser
+    python -m aigc_lab apply runs/denoiser noisy1.png noisy2.jpg --out restored/
+    python -m aigc_lab train super-resolution --data photos --param scale=3 --run-dir runs/sr3
+    python -m aigc_lab apply runs/inpainter photo.png --mask holes.png --out restored/
+
+The image-to-image models (``denoiser``, ``super-resolution``, ``inpainter``, ``low-light``)
+train on random patches of the clean images (``--data-option patch_size=48`` by default) and
+damage them themselves; ``apply`` restores a reader's own files of any size, gray or colour.
 
 Conditional runs (``train ... --conditional``) sample one class with ``--label``, given as an
 index (``--label 3``), a class name (``--label "red triangle"``) or, for datasets whose classes
@@ -89,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="also write the samples it measured to this .npz file (as `sample` does)")
     evaluate.add_argument("--device")
 
+    apply = sub.add_parser("apply", help="restore image files with a trained image-to-image run (denoiser, super-resolution, inpainter, low-light)")
+    apply.add_argument("run_dir", type=Path)
+    apply.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...), gray or colour, any size")
+    apply.add_argument("--out", type=Path, required=True, help="the folder to write the restored images into, under their input file names")
+    apply.add_argument("--mask", type=Path, help="an inpainter's mask: a file of the images' size, white = missing")
+    apply.add_argument("--device")
+
     sub.add_parser("models", help="list the models")
     sub.add_parser("recipes", help="list the book's trained models (train one with `train --recipe NAME`)")
     sub.add_parser("datasets", help="list the datasets")
@@ -113,6 +128,7 @@ def _train(args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {"name": args.data, **dict(args.data_option)}
     if args.size is not None:
         spec["size"] = args.size
+    _add_patch_options(spec, args.model)
     dataset = _load_data(spec, "train")
     hparams = dict(args.param)
     hparams.setdefault("image_shape", list(dataset.images.shape[1:]))
@@ -126,6 +142,36 @@ def _train(args: argparse.Namespace) -> int:
     history = fit(model, dataset, run_dir, config, device=args.device, resume=not args.fresh, data_spec=spec)
     last = {name: history.last(name) for name in history.scalars}
     print(json.dumps({"run_dir": str(run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "last": last}))
+    return 0
+
+
+def _add_patch_options(spec: dict[str, Any], model_name: str) -> None:
+    """An image-to-image model trains on random patches: add its data options the dataset accepts and the reader did not set."""
+    from aigc_lab.contract import ImageToImageModel
+    from aigc_lab.data import dataset_options
+    from aigc_lab.models import MODELS
+
+    cls = MODELS[model_name] if model_name in MODELS else None
+    if cls is None or not issubclass(cls, ImageToImageModel):
+        return
+    accepted = dataset_options(spec["name"])
+    for key, value in cls.train_data_options.items():
+        if key in accepted:
+            spec.setdefault(key, value)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from aigc_lab.contract import ImageToImageModel
+    from aigc_lab.restore import IMAGE_TO_IMAGE, apply_to_files
+    from aigc_lab.runs import load_run, read_run_config
+
+    config = read_run_config(args.run_dir)
+    if config["model"] not in IMAGE_TO_IMAGE:
+        raise ValueError(f"{args.run_dir} is a {config['model']!r} run; apply needs an image-to-image model ({', '.join(IMAGE_TO_IMAGE)})")
+    model, _ = load_run(args.run_dir, device=args.device)
+    assert isinstance(model, ImageToImageModel)
+    written = apply_to_files(model, args.images, args.out, mask=args.mask)
+    print(f"wrote {len(written)} restored image{'s' if len(written) != 1 else ''} to {args.out}")
     return 0
 
 
@@ -225,10 +271,13 @@ def _eval(args: argparse.Namespace) -> int:
         pixel_diversity,
         within_class_diversity,
     )
+    from aigc_lab.contract import ImageToImageModel
     from aigc_lab.runs import load_run
 
     model, config = load_run(args.run_dir, device=args.device)
     spec = config["data"]
+    if isinstance(model, ImageToImageModel):
+        return _eval_image_to_image(model, config, args)
     train_set = _load_data(spec, "train")
     start = time.perf_counter()
     images, labels = _sample_images(model, args.n, None, args.seed)
@@ -262,6 +311,32 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out is not None:
         _write_samples(args.out, images, labels)
         result["samples_file"] = str(args.out)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _eval_image_to_image(model, config: dict[str, Any], args: argparse.Namespace) -> int:
+    """``eval`` of a restoration run: PSNR and SSIM on the test split's images, damaged with ``--seed``."""
+    from aigc_lab.restore import evaluate_restoration
+
+    if args.out is not None:
+        raise ValueError("--out writes generated samples; an image-to-image run generates none (use `apply` to restore files)")
+    spec = dict(config["data"])
+    try:
+        test_set = _load_data(spec, "test")
+    except ValueError:
+        raise ValueError(f"the run's dataset {spec['name']!r} has no test split to measure on") from None
+    clean = test_set.images[: args.n]
+    result = {
+        "run_dir": str(args.run_dir),
+        "model": config["model"],
+        "data": spec,
+        "steps": config["step"],
+        "train_seconds": round(config["train_seconds"], 2),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "n_test_images": len(clean),
+        **evaluate_restoration(model, clean, seed=args.seed),
+    }
     print(json.dumps(result, indent=2))
     return 0
 
@@ -313,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aigc_lab import runtime
     from aigc_lab.checkpoint import CheckpointError
 
-    handlers = {"train": _train, "sample": _sample, "eval": _eval}
+    handlers = {"train": _train, "sample": _sample, "eval": _eval, "apply": _apply}
     try:
         runtime.cpu_threads()  # AIGC_LAB_THREADS, when set
         if args.command == "models":

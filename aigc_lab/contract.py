@@ -89,6 +89,59 @@ class TrainableModel(nn.Module):
         return {}
 
 
+class ImageToImageModel(TrainableModel):
+    """A model that maps a degraded image to a restored one (chapter 6.1); what ``python -m aigc_lab apply`` runs.
+
+    It trains on clean images: each :meth:`~TrainableModel.training_step` degrades its batch
+    afresh (noise, a mask, downsampling, darkness) and learns to undo it. :meth:`restore` takes
+    images of any size, not only the training patches.
+    """
+
+    #: whether :meth:`restore` needs a mask (``1`` = missing pixel), as an inpainter does.
+    needs_mask: bool = False
+    #: the dataset options training uses unless told otherwise: random patches, not whole photos.
+    train_data_options: dict[str, Any] = {"patch_size": 48, "n_patches": 4000}
+
+    @property
+    def channels(self) -> int:
+        """The number of channels the network takes (1 gray, 3 colour)."""
+        return int(self.hparams["image_shape"][0])
+
+    @property
+    def scale(self) -> int:
+        """Output side over input side: 1, or the super-resolution factor."""
+        return int(self.hparams.get("scale", 1))
+
+    def damage(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        """What training does to clean images: ``(the model's input, the mask or None)``; for measuring on a test set."""
+        raise NotImplementedError(f"{type(self).__name__} must implement damage()")
+
+    def restore(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Restore ``N x C x H x W`` images in ``[0, 1]`` (``C`` = :attr:`channels`, any size) in evaluation mode.
+
+        Returns ``N x C x (scale H) x (scale W)`` images in ``[0, 1]``. ``mask`` (``N or 1 x 1 x H x W``,
+        1 = missing) is required when :attr:`needs_mask` and refused otherwise.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement restore()")
+
+    def check_restore_input(self, images: Tensor, mask: Tensor | None, *, check_range: bool = True) -> None:
+        """Raise ``ValueError`` naming what :meth:`restore` expects, before any network sees ``images``.
+
+        ``check_range=False`` accepts values outside ``[0, 1]`` (a denoiser's unclipped noisy input).
+        """
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != self.channels:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"{self.name} restores N x {self.channels} x H x W images in [0, 1], got {shape}")
+        if not images.is_floating_point():
+            raise ValueError(f"{self.name} restores float images in [0, 1], got {images.dtype}")
+        if check_range and images.numel() and (images.min() < 0 or images.max() > 1):
+            raise ValueError(f"{self.name} restores images in [0, 1], got values in [{float(images.min()):.3g}, {float(images.max()):.3g}]")
+        if self.needs_mask and mask is None:
+            raise ValueError(f"{self.name} needs a mask of the missing pixels (1 = missing)")
+        if not self.needs_mask and mask is not None:
+            raise ValueError(f"{self.name} takes no mask; only an inpainter does")
+
+
 class StepContext:
     """Handed to :meth:`TrainableModel.training_step`: the step number and ``optimize``."""
 

@@ -8,6 +8,8 @@ metrics use ``[0, 1]``. :func:`check_images` turns a wrong shape, dtype or range
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -137,3 +139,57 @@ def check_label_factors(label_factors: object, num_classes: int) -> tuple[int, .
             f"k's digits in that mixed radix, e.g. shapes: (5, 6) -> shape k // 6, colour k % 6); their product is {math.prod(factors)}"
         )
     return factors
+
+
+# PIL modes read as one gray channel; everything else is read as RGB (transparency dropped).
+_GRAY_MODES = {"1", "L", "LA", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def read_image_file(path: str | os.PathLike) -> Tensor:
+    """An image file as a ``C x H x W`` float32 tensor in ``[0, 1]``: ``C = 1`` for a gray file, 3 otherwise.
+
+    8-bit and 16-bit gray, RGB, RGBA and palette images are read; transparency is dropped.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an image PIL can read (the message names it).
+    """
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file {path}")
+    try:
+        with Image.open(path) as image:
+            if image.mode.startswith("I;16"):
+                pixels = np.asarray(image, dtype=np.float32) / 65535  # 16-bit gray, e.g. a scientific camera's PNG
+            else:
+                pixels = np.asarray(image.convert("L" if image.mode in _GRAY_MODES else "RGB"), dtype=np.float32) / 255
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"could not read image {path}: {error}") from None
+    tensor = torch.from_numpy(pixels.copy())
+    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+
+
+def write_image_file(path: str | os.PathLike, image: Tensor) -> Path:
+    """Write a ``C x H x W`` image in ``[0, 1]`` (``C`` = 1 or 3) as an 8-bit file; the format follows the suffix.
+
+    The parent folder is created; JPEG files are written at quality 95. Returns the path.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must be a C x H x W tensor with 1 or 3 channels, got {getattr(image, 'shape', type(image).__name__)}")
+    check_images(image, value_range=UNIT_RANGE, batched=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = (image.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    try:
+        Image.fromarray(np.ascontiguousarray(array)).save(path, **options)
+    except (KeyError, ValueError) as error:  # PIL: unknown suffix
+        raise ValueError(f"cannot write {path}: unknown image format {path.suffix!r} ({error}); use .png or .jpg") from None
+    return path

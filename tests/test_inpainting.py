@@ -24,13 +24,13 @@ def test_inpainting_keeps_the_known_pixels_exactly_and_checks_its_inputs():
     model = Inpainter((3, 32, 32), width=8)
     images = torch.rand(2, 3, 40, 24)
     mask = random_masks(2, (40, 24), generator=torch.Generator().manual_seed(0))
-    out = model.inpaint(images, mask)
+    out = model.restore(images, mask)
     keep = mask.expand_as(images) == 0
     assert out.shape == images.shape and torch.equal(out[keep], images[keep])
     with pytest.raises(ValueError, match="mask must be N x 1 x H x W"):
-        model.inpaint(images, mask[..., :20, :])
-    with pytest.raises(ValueError, match=r"images must be N x 3 x H x W"):
-        model.inpaint(images[:, :1], mask)
+        model.restore(images, mask[..., :20, :])
+    with pytest.raises(ValueError, match=r"restores N x 3 x H x W images"):
+        model.restore(images[:, :1], mask)
     with pytest.raises(ValueError, match="kind must be 'strokes', 'boxes' or 'mixed'"):
         Inpainter(mask_kind="circles")
 
@@ -42,7 +42,7 @@ def test_a_short_training_learns_to_fill_held_out_holes():
     masks = random_masks(32, 32, generator=torch.Generator().manual_seed(5))
 
     def hole_error(model):
-        return (((model.inpaint(test, masks) - test).abs() * masks).sum() / masks.sum()).item()
+        return (((model.restore(test, masks) - test).abs() * masks).sum() / masks.sum()).item()
 
     model = Inpainter((1, 32, 32), width=16)
     before = hole_error(model)

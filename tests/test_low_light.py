@@ -50,12 +50,12 @@ def test_training_on_dark_images_alone_brightens_them():
     clean = clean if clean.shape[1] == 3 else clean.repeat(1, 3, 1, 1)
     model = zd.CurveEnhancer((3, 32, 32), width=16, lr=1e-3)
     ctx = StepContext(model.configure_optimizers(), None, torch.device("cpu"))
-    test_dark = model.darken(clean[:16], torch.Generator().manual_seed(1))
-    before = zd.exposure_loss(model.enhance(test_dark)).item()
+    test_dark = model.damage(clean[:16], torch.Generator().manual_seed(1))[0]
+    before = zd.exposure_loss(model.restore(test_dark)).item()
     for step in range(60):
         ctx.step = step
         logs = model.training_step((clean[(step * 8) % 64 : (step * 8) % 64 + 8], None), ctx)
     assert set(logs) == {"loss/total", "loss/exposure", "loss/spatial", "loss/colour", "loss/smoothness"}
-    enhanced = model.enhance(test_dark)
+    enhanced = model.restore(test_dark)
     assert enhanced.mean() > 5 * test_dark.mean()
     assert zd.exposure_loss(enhanced).item() < 0.5 * before

@@ -16,7 +16,7 @@ def test_an_untrained_model_is_bicubic_and_any_size_is_upscaled():
     for scale in (2, 3, 4):
         model = SuperResolver((3, 48, 48), scale=scale)
         low = torch.rand(2, 3, 10, 14)
-        out = model.upscale(low)
+        out = model.restore(low)
         assert out.shape == (2, 3, 10 * scale, 14 * scale)
         assert torch.equal(out, bicubic_upsample(low, scale))
 
@@ -36,11 +36,11 @@ def test_a_short_training_beats_bicubic_on_held_out_photos():
     test = load_dataset("photos", "test", patch_size=48, n_patches=64, seed=0).images.mean(1, keepdim=True)
     model = SuperResolver((1, 48, 48), scale=2)
     ctx = StepContext(model.configure_optimizers(), None, torch.device("cpu"))
-    low = model.degrade(test)
+    low, _ = model.damage(test)
     bicubic = psnr(bicubic_upsample(low, 2), test).mean().item()
     for step in range(150):
         ctx.step = step
         logs = model.training_step((train[torch.randint(512, (16,))], None), ctx)
     assert set(logs) == {"loss/mse"}
-    gain = psnr(model.upscale(low), test).mean().item() - bicubic
+    gain = psnr(model.restore(low), test).mean().item() - bicubic
     assert gain > 0.05, f"ESPCN after 150 steps: {gain:+.3f} dB over bicubic"

@@ -16,6 +16,7 @@ from aigc_lab.data.registry import (
     DatasetUnavailableError,
     ImageDataset,
     available_datasets,
+    dataset_options,
     load_dataset,
     register_dataset,
 )
@@ -28,6 +29,7 @@ from aigc_lab.data import folder, online  # noqa: F401  (importing them register
 __all__ = [
     "load_dataset",
     "available_datasets",
+    "dataset_options",
     "register_dataset",
     "ImageDataset",
     "DatasetUnavailableError",

@@ -165,6 +165,15 @@ def offline_datasets() -> list[str]:
     return [name for name, entry in _REGISTRY.items() if not entry.online and name != "folder"]
 
 
+def dataset_options(name: str) -> dict[str, object]:
+    """The keyword options the loader of dataset ``name`` (or ``folder:PATH``) accepts, with their defaults."""
+    name = "folder" if name.startswith(FOLDER_PREFIX) else name
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(available_datasets())}")
+    parameters = inspect.signature(_REGISTRY[name].loader).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 def load_dataset(
     name: str, split: str = "train", *, transform: Callable[[Tensor], Tensor] | None = None, **options: object
 ) -> ImageDataset:
@@ -187,11 +196,7 @@ def load_dataset(
     entry = _REGISTRY[name]
     if split not in entry.splits:
         raise ValueError(f"dataset {_key(name)!r} has no split {split!r}; valid splits: {', '.join(entry.splits)}")
-    accepted = {
-        p.name: p.default
-        for p in inspect.signature(entry.loader).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    accepted = dataset_options(name)
     for option in options:
         if option not in accepted:
             listed = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"

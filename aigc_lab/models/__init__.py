@@ -29,6 +29,11 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "dcgan": ("aigc_lab.models.gan", "DCGAN"),
     "wgan": ("aigc_lab.models.gan", "WGAN"),
     "ddpm": ("aigc_lab.models.diffusion", "DDPM"),
+    # image-to-image models (chapter 6.1): trained on clean patches they damage themselves; `apply` runs them
+    "denoiser": ("aigc_lab.models.denoising", "Denoiser"),
+    "super-resolution": ("aigc_lab.models.super_resolution", "SuperResolver"),
+    "inpainter": ("aigc_lab.models.inpainting", "Inpainter"),
+    "low-light": ("aigc_lab.models.low_light", "CurveEnhancer"),
 }
 # Classes importable from this package without naming their family's file.
 _EXPORTS: dict[str, str] = {

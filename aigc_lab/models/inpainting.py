@@ -21,18 +21,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aigc_lab.contract import StepContext, TrainableModel
-from aigc_lab.degradations import apply_mask, random_masks
+from aigc_lab.contract import ImageToImageModel, StepContext
+from aigc_lab.degradations import apply_mask, augment, random_masks
 from aigc_lab.models.image_unet import ImageUNet
 
 HOLE_WEIGHT, VALID_WEIGHT = 6.0, 1.0  # Liu et al. (2018)
 
 
-class Inpainter(TrainableModel):
+class Inpainter(ImageToImageModel):
     """A U-Net inpainter trained on clean patches with fresh random masks each step."""
 
     name = "inpainter"
     default_steps = 1000
+    needs_mask = True
 
     def __init__(self, image_shape: tuple[int, int, int] = (1, 48, 48), *, width: int = 32, levels: int = 3, lr: float = 1e-3, mask_kind: str = "mixed") -> None:
         super().__init__()
@@ -41,7 +42,6 @@ class Inpainter(TrainableModel):
             raise ValueError(f"image_shape must have 1 or 3 channels, got {tuple(image_shape)}")
         random_masks(1, (h, w), kind=mask_kind)  # an unknown kind or a too-small size fails here
         self.hparams = {"image_shape": [channels, h, w], "width": width, "levels": levels, "lr": lr, "mask_kind": mask_kind}
-        self.channels = channels
         self.net = ImageUNet(channels + 1, channels, width=width, levels=levels)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -54,9 +54,13 @@ class Inpainter(TrainableModel):
         masked = apply_mask(images, mask)  # checks the mask's shape and values
         return self.net(torch.cat([masked, mask.expand(len(images), 1, *images.shape[2:])], 1))
 
+    def damage(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Fresh random masks (:func:`aigc_lab.degradations.random_masks` of the model's kind): ``(clean images, masks)``; :meth:`forward` hides the masked pixels."""
+        return clean, random_masks(len(clean), tuple(clean.shape[2:]), kind=self.hparams["mask_kind"], generator=generator).to(clean.device)
+
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Any]:
-        clean, _ = batch
-        mask = random_masks(len(clean), tuple(clean.shape[2:]), kind=self.hparams["mask_kind"]).to(clean.device)
+        clean = augment(batch[0])
+        _, mask = self.damage(clean)
         error = (self(clean, mask) - clean).abs()
         n = error.numel()
         hole, valid = (error * mask).sum() / n, (error * (1 - mask)).sum() / n
@@ -65,8 +69,9 @@ class Inpainter(TrainableModel):
         return {"loss/total": float(loss.detach()), "loss/hole": float(hole.detach()), "loss/valid": float(valid.detach())}
 
     @torch.no_grad()
-    def inpaint(self, images: Tensor, mask: Tensor) -> Tensor:
+    def restore(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
         """Fill the missing pixels (``mask == 1``) and keep the rest exactly, in evaluation mode, clipped to ``[0, 1]``."""
+        self.check_restore_input(images, mask)
         was_training = self.training
         self.eval()
         try:

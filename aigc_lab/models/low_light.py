@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lab.contract import StepContext, TrainableModel
-from aigc_lab.degradations import low_light
+from aigc_lab.contract import ImageToImageModel, StepContext
+from aigc_lab.degradations import augment, low_light
 
 #: the authors' loss weights (their released training code)
 LOSS_WEIGHTS = {"exposure": 10.0, "spatial": 1.0, "colour": 5.0, "smoothness": 200.0}
@@ -106,16 +106,17 @@ def illumination_smoothness_loss(curves: Tensor) -> Tensor:
     return 2 * (dh + dw)
 
 
-class CurveEnhancer(TrainableModel):
-    """Zero-DCE as a :class:`~aigc_lab.contract.TrainableModel`: trained on dark images alone, with the four losses above.
+class CurveEnhancer(ImageToImageModel):
+    """Zero-DCE as an :class:`~aigc_lab.contract.ImageToImageModel`: trained on dark images alone, with the four losses above.
 
-    The training batches are clean images; each step darkens them with :meth:`darken`
+    The training batches are clean images; each step darkens them with :meth:`damage`
     (:func:`aigc_lab.degradations.low_light` with its defaults) and trains on the dark images
     only: the clean ones are never shown to the losses, which is the point of the method.
     """
 
-    name = "curve-enhancer"
+    name = "low-light"
     default_steps = 600
+    train_data_options = {"patch_size": 64, "n_patches": 4000}
 
     def __init__(self, image_shape: tuple[int, int, int] = (3, 64, 64), *, width: int = 32, iterations: int = 8, lr: float = 1e-4, exposure_level: float = 0.6) -> None:
         super().__init__()
@@ -149,14 +150,12 @@ class CurveEnhancer(TrainableModel):
             "smoothness": illumination_smoothness_loss(curves),
         }
 
-    @staticmethod
-    def darken(clean: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The dark training input: :func:`aigc_lab.degradations.low_light` of ``clean``."""
-        return low_light(clean, generator=generator)
+    def damage(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, None]:
+        """The dark training input, :func:`aigc_lab.degradations.low_light` of ``clean`` with its defaults (no mask)."""
+        return low_light(clean, generator=generator), None
 
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Any]:
-        clean, _ = batch
-        dark = self.darken(clean)
+        dark, _ = self.damage(augment(batch[0]))
         enhanced, curves = self(dark)
         terms = self.losses(dark, enhanced, curves)
         loss = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
@@ -164,8 +163,10 @@ class CurveEnhancer(TrainableModel):
         return {"loss/total": float(loss.detach()), **{f"loss/{k}": float(v.detach()) for k, v in terms.items()}}
 
     @torch.no_grad()
-    def enhance(self, dark: Tensor) -> Tensor:
-        """Enhance a batch in evaluation mode, clipped to ``[0, 1]``."""
+    def restore(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Enhance dark images of any size in evaluation mode, clipped to ``[0, 1]``."""
+        self.check_restore_input(images, mask)
+        dark = images
         was_training = self.training
         self.eval()
         try:

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lab.contract import StepContext, TrainableModel
-from aigc_lab.degradations import SR_SCALES, bicubic_downsample, bicubic_upsample
+from aigc_lab.contract import ImageToImageModel, StepContext
+from aigc_lab.degradations import SR_SCALES, augment, bicubic_downsample, bicubic_upsample
 
 
 class ESPCN(nn.Module):
@@ -49,8 +49,8 @@ class ESPCN(nn.Module):
         return bicubic_upsample(low.clamp(0, 1), self.scale) + F.pixel_shuffle(self.body(low), self.scale)
 
 
-class SuperResolver(TrainableModel):
-    """ESPCN as a :class:`~aigc_lab.contract.TrainableModel`: clean patches in, their bicubic downsampling as input, MSE."""
+class SuperResolver(ImageToImageModel):
+    """ESPCN as an :class:`~aigc_lab.contract.ImageToImageModel`: clean patches in, their bicubic downsampling as input, MSE."""
 
     name = "super-resolution"
     default_steps = 1000
@@ -65,15 +65,14 @@ class SuperResolver(TrainableModel):
         if h % scale or w % scale:
             raise ValueError(f"training patches of {h} x {w} are not a multiple of the scale {scale}")
         self.hparams = {"image_shape": [channels, h, w], "scale": scale, "width": width, "lr": lr}
-        self.channels, self.scale = channels, scale
         self.net = ESPCN(channels, scale, width)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"super-resolution": torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"])}
 
-    def degrade(self, clean: Tensor) -> Tensor:
-        """The low-resolution input: :func:`aigc_lab.degradations.bicubic_downsample` by the model's scale."""
-        return bicubic_downsample(clean, self.scale)
+    def damage(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, None]:
+        """The low-resolution input, :func:`aigc_lab.degradations.bicubic_downsample` by the model's scale (no randomness, no mask)."""
+        return bicubic_downsample(clean, self.scale), None
 
     def forward(self, low: Tensor) -> Tensor:
         """The super-resolved images, ``scale`` times larger (not clipped)."""
@@ -82,14 +81,16 @@ class SuperResolver(TrainableModel):
         return self.net(low)
 
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Any]:
-        clean, _ = batch
-        loss = F.mse_loss(self(self.degrade(clean)), clean)
+        clean = augment(batch[0])
+        loss = F.mse_loss(self(self.damage(clean)[0]), clean)
         ctx.optimize("super-resolution", loss)
         return {"loss/mse": float(loss.detach())}
 
     @torch.no_grad()
-    def upscale(self, low: Tensor) -> Tensor:
-        """Super-resolve a batch of any size in evaluation mode, clipped to ``[0, 1]``."""
+    def restore(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Super-resolve low-resolution images of any size in evaluation mode: ``scale`` times larger, clipped to ``[0, 1]``."""
+        self.check_restore_input(images, mask)
+        low = images
         was_training = self.training
         self.eval()
         try:
