@@ -12,10 +12,8 @@ A recipe is the model's name and settings, the training steps (full mode), the k
 arguments its ``sample`` method is called with (for example the guidance scale), and what is
 measured during training. The numbers of training steps were chosen so that each page that trains
 them stays within five minutes on two CPU cores; :func:`train_recipes` trains independent recipes
-side by side. Wall-clock times in the book's full-mode execution on two cores (section by
-section; each page prints its own): the three digits cGANs side by side, about 210 s; the two
-shapes cGANs one after the other on two threads, about 230 s; the two cVAEs and chapter 3's VAE
-side by side, about 230 s; the two CFG models side by side, about 210 s.
+side by side. Each page prints the wall-clock time its models took in the book's full-mode
+execution, and ``tools/book_times.py`` lists every page's.
 """
 
 from __future__ import annotations
