@@ -11,8 +11,8 @@ Examples::
     python -m aigc_lab train super-resolution --data photos --param scale=3 --run-dir runs/sr3
     python -m aigc_lab apply runs/inpainter photo.png --mask holes.png --out restored/
 
-The image-to-image models (``denoiser``, ``super-resolution``, ``inpainter``, ``low-light``)
-train on random patches of the clean images (``--data-option patch_size=48`` by default) and
+The image-to-image models (``denoiser``, ``super-resolution``, ``inpainter``, ``low-light``,
+``low-light-paired``) train on random patches of the clean images (``--data-option patch_size=48`` by default) and
 damage them themselves; ``apply`` restores a reader's own files of any size, gray or colour.
 
 Conditional runs (``train ... --conditional``) sample one class with ``--label``, given as an
@@ -162,12 +162,12 @@ def _add_patch_options(spec: dict[str, Any], model_name: str) -> None:
 
 def _apply(args: argparse.Namespace) -> int:
     from aigc_lab.contract import ImageToImageModel
-    from aigc_lab.restore import IMAGE_TO_IMAGE, apply_to_files
+    from aigc_lab.restore import apply_to_files, image_to_image_models
     from aigc_lab.runs import load_run, read_run_config
 
     config = read_run_config(args.run_dir)
-    if config["model"] not in IMAGE_TO_IMAGE:
-        raise ValueError(f"{args.run_dir} is a {config['model']!r} run; apply needs an image-to-image model ({', '.join(IMAGE_TO_IMAGE)})")
+    if config["model"] not in image_to_image_models():
+        raise ValueError(f"{args.run_dir} is a {config['model']!r} run; apply needs an image-to-image model ({', '.join(image_to_image_models())})")
     model, _ = load_run(args.run_dir, device=args.device)
     assert isinstance(model, ImageToImageModel)
     written = apply_to_files(model, args.images, args.out, mask=args.mask)

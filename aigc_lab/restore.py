@@ -23,8 +23,13 @@ from aigc_lab.contract import ImageToImageModel
 from aigc_lab.degradations import bicubic_upsample
 from aigc_lab.images import read_image_file, write_image_file
 
-#: the registered names of the image-to-image models, for error messages
-IMAGE_TO_IMAGE = ("denoiser", "super-resolution", "inpainter", "low-light")
+
+def image_to_image_models() -> list[str]:
+    """The registered names of the image-to-image models (for messages; imports every family)."""
+    from aigc_lab.models import MODELS
+
+    return [name for name, cls in MODELS.items() if issubclass(cls, ImageToImageModel)]
+
 
 
 def read_mask_file(path: str | os.PathLike) -> Tensor:
@@ -41,7 +46,7 @@ def restore_image(model: ImageToImageModel, image: Tensor, mask: Tensor | None =
     ``C x (scale H) x (scale W)`` in ``[0, 1]``.
     """
     if not isinstance(model, ImageToImageModel):
-        raise ValueError(f"model must be an image-to-image model ({', '.join(IMAGE_TO_IMAGE)}), got {type(model).__name__}")
+        raise ValueError(f"model must be an image-to-image model ({', '.join(image_to_image_models())}), got {type(model).__name__}")
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must be C x H x W with 1 or 3 channels, got {getattr(image, 'shape', type(image).__name__)}")
     device = next(model.parameters()).device

@@ -43,7 +43,7 @@ def test_augment_gives_each_image_one_of_its_eight_orientations_reproducibly():
 
 
 def test_every_image_to_image_model_is_registered_and_named_as_the_command_line_says():
-    for name in ("denoiser", "super-resolution", "inpainter", "low-light"):
+    for name in ("denoiser", "super-resolution", "inpainter", "low-light", "low-light-paired"):
         assert issubclass(MODELS[name], ImageToImageModel) and MODELS[name].name == name
 
 
@@ -106,7 +106,13 @@ def test_image_files_round_trip_in_gray_colour_and_16_bit(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "hparams", "scale"),
-    [("denoiser", {"width": 8}, 1), ("super-resolution", {"scale": 3, "width": 8}, 3), ("low-light", {"width": 8}, 1), ("inpainter", {"width": 8, "levels": 2}, 1)],
+    [
+        ("denoiser", {"width": 8}, 1),
+        ("super-resolution", {"scale": 3, "width": 8}, 3),
+        ("low-light", {"width": 8}, 1),
+        ("low-light-paired", {"width": 8, "levels": 2}, 1),
+        ("inpainter", {"width": 8, "levels": 2}, 1),
+    ],
 )
 @pytest.mark.parametrize("model_channels", [1, 3])
 def test_restore_image_keeps_gray_gray_and_colour_colour_at_any_size(name, hparams, scale, model_channels):

@@ -34,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "super-resolution": ("aigc_lab.models.super_resolution", "SuperResolver"),
     "inpainter": ("aigc_lab.models.inpainting", "Inpainter"),
     "low-light": ("aigc_lab.models.low_light", "CurveEnhancer"),
+    "low-light-paired": ("aigc_lab.models.low_light", "PairedEnhancer"),
 }
 # Classes importable from this package without naming their family's file.
 _EXPORTS: dict[str, str] = {

@@ -1,4 +1,4 @@
-r"""Low-light enhancement without a reference image: Zero-DCE (chapter 6.1).
+r"""Low-light enhancement, without a reference image (Zero-DCE) and with one (a U-Net trained on pairs) (chapter 6.1).
 
 Guo, Li, Guo, Loy, Hou, Kwong & Cong (2020), "Zero-Reference Deep Curve Estimation for Low-Light
 Image Enhancement" (CVPR), arXiv:2001.06826. A small network estimates, for every pixel and
@@ -19,6 +19,12 @@ a quadratic that keeps :math:`[0, 1]` in :math:`[0, 1]`, is monotonic, and brigh
 * :func:`illumination_smoothness_loss`: the curve maps should vary smoothly (total variation).
 
 The weights are those of the authors' code (exposure 10, spatial 1, colour 5, smoothness 200).
+
+:class:`PairedEnhancer` is the comparison that shows what needing no reference costs: the book's
+image U-Net trained on pairs of a darkened image and its original with the L1 loss, as the
+supervised low-light methods are (Chen, Chen, Xu & Koltun, 2018, "Learning to See in the Dark",
+CVPR, train a U-Net with L1 on pairs of short and long exposures). Because it sees the clean image,
+it learns to remove the noise as well as to brighten; curves cannot remove noise.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from torch import Tensor, nn
 
 from aigc_lab.contract import ImageToImageModel, StepContext
 from aigc_lab.degradations import augment, low_light
+from aigc_lab.models.image_unet import ImageUNet
 
 #: the authors' loss weights (their released training code)
 LOSS_WEIGHTS = {"exposure": 10.0, "spatial": 1.0, "colour": 5.0, "smoothness": 200.0}
@@ -171,5 +178,52 @@ class CurveEnhancer(ImageToImageModel):
         self.eval()
         try:
             return self(dark)[0].clamp(0, 1)
+        finally:
+            self.train(was_training)
+
+
+class PairedEnhancer(ImageToImageModel):
+    """A U-Net trained on (dark, original) pairs with the L1 loss: the supervised counterpart of :class:`CurveEnhancer`."""
+
+    name = "low-light-paired"
+    default_steps = 1500
+    train_data_options = {"patch_size": 64, "n_patches": 4000}
+
+    def __init__(self, image_shape: tuple[int, int, int] = (3, 64, 64), *, width: int = 16, levels: int = 3, lr: float = 1e-3) -> None:
+        super().__init__()
+        channels, h, w = (int(v) for v in image_shape)
+        if channels not in (1, 3):
+            raise ValueError(f"image_shape must have 1 or 3 channels, got {tuple(image_shape)}")
+        self.hparams = {"image_shape": [channels, h, w], "width": width, "levels": levels, "lr": lr}
+        self.net = ImageUNet(channels, channels, width=width, levels=levels)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"enhancer": torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"])}
+
+    def damage(self, clean: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, None]:
+        """The dark input, :func:`aigc_lab.degradations.low_light` of ``clean`` with its defaults (no mask), as :class:`CurveEnhancer`'s."""
+        return low_light(clean, generator=generator), None
+
+    def forward(self, dark: Tensor) -> Tensor:
+        """The enhanced images (not clipped)."""
+        if dark.dim() != 4 or dark.shape[1] != self.channels:
+            raise ValueError(f"images must be N x {self.channels} x H x W in [0, 1], got {tuple(dark.shape)}")
+        return self.net(dark)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Any]:
+        clean = augment(batch[0])
+        dark, _ = self.damage(clean)
+        loss = F.l1_loss(self(dark), clean)
+        ctx.optimize("enhancer", loss)
+        return {"loss/l1": float(loss.detach())}
+
+    @torch.no_grad()
+    def restore(self, images: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Enhance dark images of any size in evaluation mode, clipped to ``[0, 1]``."""
+        self.check_restore_input(images, mask)
+        was_training = self.training
+        self.eval()
+        try:
+            return self(images).clamp(0, 1)
         finally:
             self.train(was_training)
