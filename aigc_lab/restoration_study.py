@@ -23,7 +23,7 @@ from torch import Tensor
 from aigc_lab import classical, runtime, similarity
 from aigc_lab.contract import ImageToImageModel
 from aigc_lab.data import load_dataset
-from aigc_lab.degradations import gaussian_noise
+from aigc_lab.degradations import bicubic_downsample, gaussian_noise, random_masks
 from aigc_lab.models import build_model
 from aigc_lab.train import History, TrainConfig, fit
 
@@ -55,6 +55,49 @@ TASKS: dict[str, Task] = {
         steps=1500,
         quick_steps=20,
         label="U-Net, blind (sigma 0-55)",
+    ),
+    # ESPCN on gray patches, one model per scale (section 6.1.2).
+    "sr-x2": Task(
+        model="super-resolution",
+        hparams={"scale": 2, "width": 64},
+        data={"name": "photos", "channels": 1, "patch_size": 48, "n_patches": 8000, "seed": 0},
+        steps=2000,
+        quick_steps=20,
+        label="ESPCN x2",
+    ),
+    "sr-x3": Task(
+        model="super-resolution",
+        hparams={"scale": 3, "width": 64},
+        data={"name": "photos", "channels": 1, "patch_size": 48, "n_patches": 8000, "seed": 0},
+        steps=2000,
+        quick_steps=20,
+        label="ESPCN x3",
+    ),
+    # The inpainting U-Net on colour 64 x 64 patches with fresh strokes and boxes (section 6.1.3).
+    "inpainter": Task(
+        model="inpainter",
+        hparams={"width": 32, "levels": 3},
+        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        steps=1000,
+        quick_steps=20,
+        label="inpainting U-Net",
+    ),
+    # Low light (section 6.1.4): Zero-DCE trained on dark images alone, and a U-Net trained on pairs.
+    "low-light": Task(
+        model="low-light",
+        hparams={"width": 32, "iterations": 8},
+        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        steps=600,
+        quick_steps=20,
+        label="Zero-DCE (no reference)",
+    ),
+    "low-light-paired": Task(
+        model="low-light-paired",
+        hparams={"width": 16, "levels": 3},
+        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        steps=1000,
+        quick_steps=20,
+        label="U-Net on pairs (L1)",
     ),
 }
 
@@ -111,51 +154,109 @@ def photo_test_images(channels: int = 1, size: int = 256) -> Tensor:
     return load_dataset("photos", "test", size=size, channels=channels).images
 
 
-def noisy_copies(clean: Tensor, sigmas: Sequence[float], *, seed: int = 0) -> dict[float, Tensor]:
-    """``{sigma: clean + noise}`` with the noise of each level fixed by ``seed`` (unclipped, as the papers measure)."""
-    return {float(s): gaussian_noise(clean, float(s), generator=torch.Generator().manual_seed(seed + int(s))) for s in sigmas}
+@dataclass(frozen=True)
+class Case:
+    """One damaged test set: what every method gets (``input``, ``mask``), what it is scored against (``clean``).
+
+    ``level`` names the damage (the noise sigma, the scale); ``border`` pixels are left out of the
+    scores (super-resolution papers crop ``scale`` pixels, where the image's edge leaves the
+    interpolation without neighbours); with a ``mask``, PSNR is also measured inside it alone.
+    """
+
+    level: float | str
+    input: Tensor
+    clean: Tensor
+    mask: Tensor | None = None
+    border: int = 0
 
 
-def classical_denoiser(method: str) -> Callable[[Tensor, float], Tensor]:
-    """``(noisy, sigma) -> denoised`` with :func:`aigc_lab.classical.denoise` told the true level."""
-    return lambda noisy, sigma: classical.denoise(noisy, sigma, method)
+def noisy_cases(clean: Tensor, sigmas: Sequence[float], *, seed: int = 0) -> dict[float, Case]:
+    """``{sigma: Case}`` with ``clean + noise``, the noise of each level fixed by ``seed`` (unclipped, as the papers measure)."""
+    return {
+        float(s): Case(float(s), gaussian_noise(clean, float(s), generator=torch.Generator().manual_seed(seed + int(s))), clean)
+        for s in sigmas
+    }
 
 
-def network_denoiser(model: ImageToImageModel) -> Callable[[Tensor, float], Tensor]:
-    """``(noisy, sigma) -> denoised`` with a blind network: it is not told ``sigma``."""
+def low_resolution_cases(clean: Tensor, scales: Sequence[int]) -> dict[float, Case]:
+    """``{scale: Case}``: each image cropped to a multiple of the scale, then bicubic-downsampled; scored without a ``scale``-pixel border."""
+    cases = {}
+    for scale in scales:
+        h, w = clean.shape[-2:]
+        cropped = clean[..., : h - h % scale, : w - w % scale]
+        cases[float(scale)] = Case(float(scale), bicubic_downsample(cropped, scale), cropped, border=scale)
+    return cases
+
+
+def masked_cases(clean: Tensor, kinds: Sequence[str] = ("strokes", "boxes"), *, seed: int = 0) -> dict[str, Case]:
+    """``{kind: Case}``: one random mask per image (:func:`aigc_lab.degradations.random_masks`), fixed by ``seed``; the input keeps the known pixels."""
+    cases = {}
+    for i, kind in enumerate(kinds):
+        mask = random_masks(len(clean), tuple(clean.shape[-2:]), kind=kind, generator=torch.Generator().manual_seed(seed + i))
+        cases[kind] = Case(kind, clean * (1 - mask), clean, mask=mask)
+    return cases
+
+
+def classical_denoiser(method: str) -> Callable[[Case], Tensor]:
+    """A method for :func:`measure`: :func:`aigc_lab.classical.denoise` told the true level."""
+    return lambda case: classical.denoise(case.input, case.level, method)
+
+
+def network(model: ImageToImageModel, chunk: int = 4) -> Callable[[Case], Tensor]:
+    """A method for :func:`measure`: ``model.restore`` on the case's input (and mask), a few images at a time. A blind denoiser is not told the level."""
     device = next(model.parameters()).device
 
-    def run(noisy: Tensor, sigma: float) -> Tensor:
-        return torch.cat([model.restore(x.to(device)).cpu() for x in noisy.split(4)])
+    def run(case: Case) -> Tensor:
+        masks = case.mask.split(chunk) if case.mask is not None else [None] * len(case.input.split(chunk))
+        return torch.cat([model.restore(x.to(device), None if m is None else m.to(device)).cpu() for x, m in zip(case.input.split(chunk), masks)])
 
     return run
 
 
-def denoising_rows(
-    denoisers: dict[str, Callable[[Tensor, float], Tensor]],
-    clean: Tensor,
-    noisy: dict[float, Tensor],
-    *,
-    only: dict[str, Sequence[float]] | None = None,
-) -> tuple[list[dict[str, Any]], dict[tuple[str, float], Tensor]]:
-    """Run every denoiser on every noise level; one table row per (method, sigma) and the outputs.
+def _crop(images: Tensor, border: int) -> Tensor:
+    return images[..., border : images.shape[-2] - border, border : images.shape[-1] - border] if border else images
 
-    ``only`` limits a method to some levels (a slow method measured at fewer). Each row has the
-    mean PSNR and SSIM over the images, and the seconds per image of this machine.
+
+def measure(
+    methods: dict[str, Callable[[Case], Tensor]],
+    cases: dict[Any, Case],
+    *,
+    only: dict[str, Sequence[Any]] | None = None,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, float], Tensor]]:
+    """Run every method on every case; one table row per (method, level) and the outputs by ``(method, level)``.
+
+    ``only`` limits a method to some levels (a slow method measured at fewer). Each row has the mean
+    PSNR and SSIM over the images (without the case's border), PSNR inside the mask when the case
+    has one, and the seconds per image on this machine.
     """
     rows, outputs = [], {}
-    for method, run in denoisers.items():
-        for sigma, images in noisy.items():
-            if only and method in only and sigma not in only[method]:
+    for method, run in methods.items():
+        for level, case in cases.items():
+            if only and method in only and level not in only[method]:
                 continue
             start = time.perf_counter()
-            restored = run(images, sigma)
-            seconds = (time.perf_counter() - start) / len(images)
-            outputs[(method, sigma)] = restored
-            rows.append({
-                "method": method, "sigma": sigma,
-                "PSNR (dB)": float(similarity.psnr(restored, clean).mean()),
-                "SSIM": float(similarity.ssim(restored, clean).mean()),
-                "s / image": seconds,
-            })  # fmt: skip
+            restored = run(case)
+            seconds = (time.perf_counter() - start) / len(case.input)
+            outputs[(method, level)] = restored
+            out, clean = _crop(restored, case.border), _crop(case.clean, case.border)
+            row = {"method": method, "level": level, "PSNR (dB)": float(similarity.psnr(out, clean).mean()), "SSIM": float(similarity.ssim(out, clean).mean())}
+            if case.mask is not None:
+                row["PSNR in the holes (dB)"] = hole_psnr(restored, case.clean, case.mask)
+            row["s / image"] = seconds
+            rows.append(row)
     return rows, outputs
+
+
+def hole_psnr(restored: Tensor, clean: Tensor, mask: Tensor) -> float:
+    """PSNR over the missing pixels alone (``mask == 1``), pooled over all images: :math:`10 \\log_{10}(1 / \\mathrm{MSE}_{hole})`."""
+    mask = mask.expand_as(clean)
+    mse = ((restored - clean) ** 2 * mask).sum() / mask.sum()
+    return float(-10 * torch.log10(mse))
+
+
+def value(rows: list[dict[str, Any]], method: str, level: Any, column: str = "PSNR (dB)") -> float:
+    """One number of a :func:`measure` table."""
+    for row in rows:
+        if row["method"] == method and row["level"] == level:
+            return row[column]
+    raise KeyError(f"no row for {method!r} at {level}")
