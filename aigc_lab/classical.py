@@ -30,7 +30,7 @@ from aigc_lab.images import check_images
 
 DENOISERS = ("bm3d", "tv", "nl-means", "wavelet")
 INPAINTERS = ("biharmonic", "telea")
-ENHANCERS = ("gamma", "histeq", "clahe")
+ENHANCERS = ("gamma", "auto-gamma", "histeq", "clahe")
 
 
 def _per_image(images: Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> Tensor:
@@ -129,6 +129,8 @@ def enhance(images: Tensor, method: str = "clahe", *, gamma: float = 0.5) -> Ten
     """Brighten a dark image without a network.
 
     ``"gamma"``: ``skimage.exposure.adjust_gamma(image, gamma)`` (``gamma < 1`` brightens);
+    ``"auto-gamma"``: the same with ``gamma`` chosen per image so that its mean brightness becomes
+    0.5, :math:`\\gamma = \\log 0.5 / \\log \\bar x` (a darker image gets a stronger curve);
     ``"histeq"``: ``equalize_hist`` (per channel for colour would shift hues, so colour images are
     equalised on their brightness: each pixel's RGB is scaled by the ratio of the equalised to the
     original brightness); ``"clahe"``: ``equalize_adapthist`` with its default ``clip_limit=0.01``,
@@ -143,6 +145,8 @@ def enhance(images: Tensor, method: str = "clahe", *, gamma: float = 0.5) -> Ten
 
     if method == "gamma":
         return _per_image(images, lambda a: exposure.adjust_gamma(a, gamma))
+    if method == "auto-gamma":
+        return _per_image(images, lambda a: exposure.adjust_gamma(a, auto_gamma(a)))
     equalise = exposure.equalize_hist if method == "histeq" else exposure.equalize_adapthist
 
     def fn(a: np.ndarray) -> np.ndarray:
@@ -153,6 +157,12 @@ def enhance(images: Tensor, method: str = "clahe", *, gamma: float = 0.5) -> Ten
         return np.clip(a * ratio[..., None], 0, 1)
 
     return _per_image(images, fn)
+
+
+def auto_gamma(image: np.ndarray, target: float = 0.5) -> float:
+    """The gamma that maps the mean brightness of ``image`` (in ``(0, 1)``) to ``target``: ``log(target) / log(mean)``."""
+    mean = float(np.clip(np.mean(image), 1e-3, 1 - 1e-3))
+    return float(np.log(target) / np.log(mean))
 
 
 def timed(fn: Callable[..., Tensor], *args: object, **kwargs: object) -> tuple[Tensor, float]:

@@ -23,7 +23,8 @@ from torch import Tensor
 from aigc_lab import classical, runtime, similarity
 from aigc_lab.contract import ImageToImageModel
 from aigc_lab.data import load_dataset
-from aigc_lab.degradations import bicubic_downsample, gaussian_noise, random_masks
+from aigc_lab.degradations import bicubic_downsample, gaussian_noise, low_light, random_masks
+from aigc_lab.images import read_image_file
 from aigc_lab.models import build_model
 from aigc_lab.train import History, TrainConfig, fit
 
@@ -133,20 +134,28 @@ def train_task(name: str, runs_dir: str | os.PathLike, *, seed: int = 0) -> tupl
 def set12(root: str | os.PathLike | None = None) -> Tensor | None:
     """The Set12 copy as ``12 x 1 x 256 x 256`` images in ``[0, 1]``, or None when it is not on this machine.
 
-    Looked for in ``root``, then ``$AIGC_LAB_SET12``, then ``shared/benchmarks/set12`` beside the
-    repository. For evaluation only: nothing in the book trains on it.
-    """
-    candidates = [root, os.environ.get(SET12_ENV), Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "set12"]
-    for folder in candidates:
-        if folder and Path(folder).is_dir() and any(Path(folder).glob("*.png")):
-            files = sorted(Path(folder).glob("*.png"))
-            from aigc_lab.images import read_image_file
+    The papers' Set12 has five 512 x 512 images; a copy like that is returned as center crops of
+    the smallest side, so the images stack.
 
-            images = [read_image_file(f) for f in files]
-            if len({tuple(i.shape) for i in images}) == 1:
-                return torch.stack(images)[:, :1]
-            return None  # a copy of mixed sizes (the papers' 512 x 512 images): not this book's copy
+    Looked for in ``root`` when it is given; otherwise in ``$AIGC_LAB_SET12``, then in
+    ``shared/benchmarks/set12`` beside the repository. For evaluation only: nothing in the book
+    trains on it.
+    """
+    default = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "set12"
+    candidates = [root] if root is not None else [os.environ.get(SET12_ENV), default]
+    for folder in candidates:
+        files = sorted(Path(folder).glob("*.png")) if folder and Path(folder).is_dir() else []
+        if files:
+            images = [read_image_file(f).mean(0, keepdim=True) for f in files]
+            side = min(min(i.shape[-2:]) for i in images)  # the papers' copy mixes 256 and 512: center crops of the smallest side
+            return torch.stack([_center_crop(i, side) for i in images])
     return None
+
+
+def _center_crop(image: Tensor, side: int) -> Tensor:
+    h, w = image.shape[-2:]
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[..., top : top + side, left : left + side]
 
 
 def photo_test_images(channels: int = 1, size: int = 256) -> Tensor:
@@ -195,6 +204,25 @@ def masked_cases(clean: Tensor, kinds: Sequence[str] = ("strokes", "boxes"), *, 
         mask = random_masks(len(clean), tuple(clean.shape[-2:]), kind=kind, generator=torch.Generator().manual_seed(seed + i))
         cases[kind] = Case(kind, clean * (1 - mask), clean, mask=mask)
     return cases
+
+
+def region_masks(size: int) -> dict[str, Tensor]:
+    """Three ``1 x 1 x size x size`` masks (1 = missing): the top half, the bottom half, a centre square of half the side.
+
+    For chapter 3's models on the 8 x 8 digits: an autoregressive model that draws in raster order
+    sees everything above a missing bottom half, and nothing below a missing top half.
+    """
+    top, bottom, centre = (torch.zeros(1, 1, size, size) for _ in range(3))
+    top[..., : size // 2, :] = 1
+    bottom[..., size // 2 :, :] = 1
+    q = size // 4
+    centre[..., q : size - q, q : size - q] = 1
+    return {"top half": top, "bottom half": bottom, "centre square": centre}
+
+
+def dark_cases(clean: Tensor, *, seed: int = 0) -> dict[str, Case]:
+    """``{"dark": Case}``: :func:`aigc_lab.degradations.low_light` with its defaults, fixed by ``seed``."""
+    return {"dark": Case("dark", low_light(clean, generator=torch.Generator().manual_seed(seed)), clean)}
 
 
 def classical_denoiser(method: str) -> Callable[[Case], Tensor]:

@@ -166,3 +166,10 @@ def test_colour_equalisation_keeps_the_hue():
 def test_timed_returns_the_result_and_seconds():
     result, seconds = classical.timed(classical.upsample, torch.full((1, 1, 4, 4), 0.5), 2)
     assert result.shape == (1, 1, 8, 8) and seconds >= 0
+
+
+def test_auto_gamma_brings_the_mean_brightness_to_one_half():
+    flat = np.full((8, 8), 0.1)
+    assert classical.auto_gamma(flat) == pytest.approx(np.log(0.5) / np.log(0.1))
+    out = classical.enhance(torch.full((2, 1, 8, 8), 0.1), "auto-gamma")
+    assert torch.allclose(out, torch.full_like(out, 0.5), atol=1e-6)

@@ -59,3 +59,23 @@ def test_training_on_dark_images_alone_brightens_them():
     enhanced = model.restore(test_dark)
     assert enhanced.mean() > 5 * test_dark.mean()
     assert zd.exposure_loss(enhanced).item() < 0.5 * before
+
+
+def test_the_paired_enhancer_trains_every_parameter_and_learns_to_brighten():
+    torch.manual_seed(0)
+    clean = load_dataset("photos", "train", patch_size=32, n_patches=64, seed=0).images
+    model = zd.PairedEnhancer((3, 32, 32), width=8, levels=2)
+    ctx = StepContext(model.configure_optimizers(), None, torch.device("cpu"))
+    model.training_step((clean[:8], None), ctx)
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"parameters without a gradient: {missing}"
+    test_dark = model.damage(clean[:16], torch.Generator().manual_seed(1))[0]
+    before = (model.restore(test_dark) - clean[:16]).abs().mean().item()
+    for step in range(60):
+        ctx.step = step
+        logs = model.training_step((clean[(step * 8) % 64 : (step * 8) % 64 + 8], None), ctx)
+    assert set(logs) == {"loss/l1"}
+    after = (model.restore(test_dark) - clean[:16]).abs().mean().item()
+    assert after < 0.6 * before, f"mean error {before:.3f} untrained, {after:.3f} after 60 steps"
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        zd.PairedEnhancer((2, 32, 32))
