@@ -61,6 +61,14 @@ def test_measure_leaves_out_the_border_and_scores_the_holes():
     assert study.hole_psnr(filled, clean, mask) == pytest.approx(20.0, abs=1e-4)
 
 
+def test_measure_gives_ssim_only_where_its_window_fits():
+    small, large = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 16, 16)
+    identity = {"identity": lambda case: case.input.clamp(0, 1)}
+    small_rows, _ = study.measure(identity, study.noisy_cases(small, [25.0]))
+    large_rows, _ = study.measure(identity, study.noisy_cases(large, [25.0]))
+    assert "SSIM" not in small_rows[0] and 0 < large_rows[0]["SSIM"] < 1
+
+
 def test_set12_is_read_from_a_folder_and_absent_is_none(tmp_path):
     from PIL import Image
     import numpy as np
