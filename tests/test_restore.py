@@ -67,6 +67,21 @@ def test_the_denoiser_trains_every_parameter_and_a_few_steps_lower_the_error(cha
     assert after["psnr"] > before["psnr"] + 3, (before, after)
 
 
+def test_the_denoisers_learning_rate_is_constant_or_a_cosine_to_zero():
+    constant = Denoiser((1, 16, 16), width=8, lr=2e-3)
+    assert constant.learning_rate(0) == constant.learning_rate(10_000) == 2e-3
+    decayed = Denoiser((1, 16, 16), width=8, lr=2e-3, decay_steps=100)
+    assert decayed.learning_rate(0) == pytest.approx(2e-3)
+    assert decayed.learning_rate(50) == pytest.approx(1e-3)
+    assert decayed.learning_rate(100) == decayed.learning_rate(500) == pytest.approx(0.0)
+    ctx = StepContext(decayed.configure_optimizers(), None, torch.device("cpu"))
+    ctx.step = 50  # a resumed run: the rate follows the step, not the number of calls
+    decayed.training_step((torch.rand(2, 1, 16, 16), None), ctx)
+    assert ctx.optimizers["denoiser"].param_groups[0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="decay_steps must be a non-negative integer"):
+        Denoiser(decay_steps=-1)
+
+
 def test_the_denoiser_is_blind_over_its_range_and_checks_its_settings():
     model = Denoiser((1, 16, 16), width=8, sigma_range=(10, 20))
     clean = torch.full((200, 1, 32, 32), 0.5)

@@ -17,6 +17,7 @@ averaging away strong noise needs.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -42,6 +43,8 @@ class Denoiser(ImageToImageModel):
         levels: int = 2,
         lr: float = 1e-3,
         sigma_range: tuple[float, float] = BLIND_SIGMA_RANGE,
+        decay_steps: int = 0,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         channels, h, w = (int(v) for v in image_shape)
@@ -49,8 +52,18 @@ class Denoiser(ImageToImageModel):
             raise ValueError(f"image_shape must have 1 or 3 channels, got {tuple(image_shape)}")
         low, high = (float(v) for v in sigma_range)
         random_sigmas(1, low, high)  # a bad range fails here, naming the 0-255 scale
-        self.hparams = {"image_shape": [channels, h, w], "width": width, "levels": levels, "lr": lr, "sigma_range": [low, high]}
-        self.net = ImageUNet(channels, channels, width=width, levels=levels)
+        if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 0:
+            raise ValueError(f"decay_steps must be a non-negative integer (0: a constant learning rate), got {decay_steps!r}")
+        self.hparams = {
+            "image_shape": [channels, h, w],
+            "width": width,
+            "levels": levels,
+            "lr": lr,
+            "sigma_range": [low, high],
+            "decay_steps": decay_steps,
+            "norm": bool(norm),
+        }
+        self.net = ImageUNet(channels, channels, width=width, levels=levels, norm=bool(norm))
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"denoiser": torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"])}
@@ -66,7 +79,22 @@ class Denoiser(ImageToImageModel):
             raise ValueError(f"images must be N x {self.channels} x H x W, got {tuple(noisy.shape)}")
         return noisy - self.net(noisy)
 
+    def learning_rate(self, step: int) -> float:
+        r"""The learning rate at ``step``: ``lr``, or with ``decay_steps`` a cosine from ``lr`` to 0 over them.
+
+        :math:`\eta_t = rac{\eta}{2}\left(1 + \cosrac{\pi \min(t, T)}{T}
+ight)` (SGDR without
+        restarts, Loshchilov & Hutter, 2017): a short run ends at a small step size, where Adam
+        stops jumping around the minimum it has found.
+        """
+        decay = self.hparams.get("decay_steps", 0)
+        if not decay:
+            return self.hparams["lr"]
+        return 0.5 * self.hparams["lr"] * (1 + math.cos(math.pi * min(step, decay) / decay))
+
     def training_step(self, batch: tuple[Tensor, Tensor], ctx: StepContext) -> dict[str, Any]:
+        for group in ctx.optimizers["denoiser"].param_groups:  # set from the step, so a resumed run continues the schedule
+            group["lr"] = self.learning_rate(ctx.step)
         clean = augment(batch[0])
         loss = F.mse_loss(self(self.damage(clean)[0]), clean)
         ctx.optimize("denoiser", loss)

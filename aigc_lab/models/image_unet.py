@@ -16,11 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _block(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
     groups = 8 if cout % 8 == 0 else 1
+
+    def normalise() -> nn.Module:
+        return nn.GroupNorm(groups, cout) if norm else nn.Identity()
+
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(groups, cout), nn.SiLU(),
+        nn.Conv2d(cin, cout, 3, padding=1), normalise(), nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1), normalise(), nn.SiLU(),
     )  # fmt: skip
 
 
@@ -30,18 +34,23 @@ class ImageUNet(nn.Module):
     Any height and width that are multiples of ``2**levels`` work; others are padded by
     reflection to the next multiple and cropped back, so a reader's photo of any size can be
     passed through.
+
+    ``norm=False`` leaves out the group normalisation. A denoiser needs that: group normalisation
+    divides each image's features by their own spread, which removes the very amplitude that tells
+    a blind denoiser how strong the noise is, and its statistics over a 48-pixel training patch
+    are not those over a whole photo.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, width: int = 32, levels: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, width: int = 32, levels: int = 3, norm: bool = True) -> None:
         super().__init__()
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         widths = [width * 2**i for i in range(levels + 1)]
         self.levels = levels
-        self.inc = _block(in_channels, widths[0])
+        self.inc = _block(in_channels, widths[0], norm)
         self.down = nn.ModuleList(nn.Conv2d(widths[i], widths[i], 3, stride=2, padding=1) for i in range(levels))
-        self.enc = nn.ModuleList(_block(widths[i], widths[i + 1]) for i in range(levels))
-        self.dec = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(levels)))
+        self.enc = nn.ModuleList(_block(widths[i], widths[i + 1], norm) for i in range(levels))
+        self.dec = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i], norm) for i in reversed(range(levels)))
         self.out = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
