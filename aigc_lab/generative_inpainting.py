@@ -29,13 +29,12 @@ from torch import Tensor
 
 from aigc_lab.degradations import check_mask
 from aigc_lab.images import check_images, to_model_range, to_unit_range
+from aigc_lab.models.diffusion import _noise as _diffusion_noise
 
 
 def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise like ``like``, drawn on the CPU when seeded so a seed gives the same numbers on any device."""
-    if generator is None:
-        return torch.randn_like(like)
-    return torch.randn(like.shape, generator=generator).to(like)
+    """Standard normal noise like ``like``: the DDPM sampler's own draw (on the CPU when seeded, so a seed gives the same numbers on any device)."""
+    return _diffusion_noise(tuple(like.shape), like, generator)
 
 
 @torch.no_grad()

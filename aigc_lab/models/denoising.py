@@ -82,8 +82,7 @@ class Denoiser(ImageToImageModel):
     def learning_rate(self, step: int) -> float:
         r"""The learning rate at ``step``: ``lr``, or with ``decay_steps`` a cosine from ``lr`` to 0 over them.
 
-        :math:`\eta_t = rac{\eta}{2}\left(1 + \cosrac{\pi \min(t, T)}{T}
-ight)` (SGDR without
+        :math:`\eta_t = \frac{\eta}{2}\left(1 + \cos\frac{\pi \min(t, T)}{T}\right)` (SGDR without
         restarts, Loshchilov & Hutter, 2017): a short run ends at a small step size, where Adam
         stops jumping around the minimum it has found.
         """
