@@ -162,11 +162,13 @@ def _add_patch_options(spec: dict[str, Any], model_name: str) -> None:
 
 def _apply(args: argparse.Namespace) -> int:
     from aigc_lab.contract import ImageToImageModel
+    from aigc_lab.models import MODELS
     from aigc_lab.restore import apply_to_files, image_to_image_models
     from aigc_lab.runs import load_run, read_run_config
 
     config = read_run_config(args.run_dir)
-    if config["model"] not in image_to_image_models():
+    # only the run's own family is imported; the list of the others (which imports them all) only on error
+    if config["model"] not in MODELS or not issubclass(MODELS[config["model"]], ImageToImageModel):
         raise ValueError(f"{args.run_dir} is a {config['model']!r} run; apply needs an image-to-image model ({', '.join(image_to_image_models())})")
     model, _ = load_run(args.run_dir, device=args.device)
     assert isinstance(model, ImageToImageModel)
@@ -366,11 +368,13 @@ def _classifier_measures(spec: dict[str, Any], images, labels) -> dict[str, Any]
 
 
 def _list_models() -> int:
-    from aigc_lab.models import MODELS
+    from aigc_lab.models import describe_models
 
-    for name, cls in sorted(MODELS.items()):
-        summary = re.sub(r":math:|`", "", (cls.__doc__ or "").strip().splitlines()[0]) if cls.__doc__ else ""
-        print(f"{name:16s} {cls.default_steps:6d} steps  {summary}")
+    for name, info in describe_models().items():  # read from the source: no family is imported
+        summary = re.sub(r":class:`~?(?:\w+\.)*(\w+)`", r"\1", info.summary)  # :class:`~a.b.Name` -> Name
+        summary = re.sub(r":math:|`", "", summary)
+        steps = f"{info.default_steps:6d} steps" if info.default_steps is not None else " " * 12
+        print(f"{name:16s} {steps}  {summary}")
     return 0
 
 

@@ -483,7 +483,7 @@ def _integer_labels(labels: Tensor, n: int) -> Tensor:
 
 
 def classifier_accuracy(images: Tensor, labels: Tensor, *, classifier: FeatureClassifier) -> float:
-    r"""The share of images the classifier assigns to their label: :math:`rac{1}{N}\sum_n [\hat y(x_n) = y_n]`.
+    r"""The share of images the classifier assigns to their label: :math:`\frac{1}{N}\sum_n [\hat y(x_n) = y_n]`.
 
     On a conditional model's samples with the labels it was asked for, this measures how
     often it draws the right class (the "classification accuracy" of conditional GAN papers,

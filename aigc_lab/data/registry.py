@@ -5,6 +5,11 @@ A dataset is registered with a decorator on its loader function::
     @register_dataset("digits", online=False, description="...", splits=("train", "test"))
     def load_digits(split: str = "train", *, size: int | None = None) -> ImageDataset: ...
 
+A file of this folder that declares a dataset this way is found by reading its source
+(:func:`_declared`) and imported the first time one of its datasets is asked for, so a new
+dataset's file is not imported by (and does not change the recorded code of) a page that never
+loads it.
+
 :func:`load_dataset` checks the name, the split and the options against the loader's
 signature before calling it, so a typo gets a message that names what is accepted instead of
 a ``TypeError`` from deep inside.
@@ -12,9 +17,13 @@ a ``TypeError`` from deep inside.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import importlib
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -129,6 +138,33 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
+@functools.cache
+def _declared() -> dict[str, str]:
+    """``dataset name -> module`` for every ``@register_dataset("name", ...)`` in this folder's files, read from the source."""
+    found: dict[str, str] = {}
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and getattr(decorator.func, "id", getattr(decorator.func, "attr", None)) == "register_dataset"
+                    and decorator.args
+                    and isinstance(decorator.args[0], ast.Constant)
+                ):
+                    found[decorator.args[0].value] = f"{__package__}.{path.stem}"
+    return found
+
+
+def _import_declaring(name: str | None = None) -> None:
+    """Import the file that declares dataset ``name`` (every dataset file when ``name`` is None), if not yet registered."""
+    for declared, module in _declared().items():
+        if (name is None or declared == name) and declared not in _REGISTRY:
+            importlib.import_module(module)
+
+
 def register_dataset(
     name: str, *, online: bool, description: str, splits: tuple[str, ...] = ("train", "test")
 ) -> Callable[[Callable[..., ImageDataset]], Callable[..., ImageDataset]]:
@@ -153,7 +189,8 @@ def _key(name: str) -> str:
 
 
 def available_datasets() -> dict[str, str]:
-    """Every dataset name :func:`load_dataset` accepts, with a one-line description."""
+    """Every dataset name :func:`load_dataset` accepts, with a one-line description (imports every dataset's file)."""
+    _import_declaring()
     return {
         _key(name): entry.description + (" (downloads on first use)" if entry.online else "")
         for name, entry in sorted(_REGISTRY.items())
@@ -162,12 +199,14 @@ def available_datasets() -> dict[str, str]:
 
 def offline_datasets() -> list[str]:
     """Names of the datasets that never need the network (the reader's folder aside)."""
+    _import_declaring()
     return [name for name, entry in _REGISTRY.items() if not entry.online and name != "folder"]
 
 
 def dataset_options(name: str) -> dict[str, object]:
     """The keyword options the loader of dataset ``name`` (or ``folder:PATH``) accepts, with their defaults."""
     name = "folder" if name.startswith(FOLDER_PREFIX) else name
+    _import_declaring(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(available_datasets())}")
     parameters = inspect.signature(_REGISTRY[name].loader).parameters.values()
@@ -188,6 +227,7 @@ def load_dataset(
     path = None
     if name.startswith(FOLDER_PREFIX):
         name, path = "folder", name[len(FOLDER_PREFIX):]
+    _import_declaring(name)
     if name not in _REGISTRY:
         known = list(available_datasets())
         close = difflib.get_close_matches(name, known, n=1)

@@ -326,6 +326,7 @@ class RowRNN(_AutoregressiveModel):
     """
 
     name = "row-rnn"
+    default_steps = 2000  # the validation NLL rises after that (see above)
 
     def __init__(
         self,
