@@ -108,6 +108,15 @@ class ImageToImageModel(TrainableModel):
         return int(self.hparams["image_shape"][0])
 
     @property
+    def output_channels(self) -> int:
+        """The number of channels :meth:`restore` returns: :attr:`channels`, except for a translation model (pix2pix: gray in, colour out)."""
+        return self.channels
+
+    def target(self, clean: Tensor) -> Tensor:
+        """What :meth:`restore` of :meth:`damage`'s input should give back: ``clean`` itself, except for paired data (pix2pix: the target half of each pair)."""
+        return clean
+
+    @property
     def scale(self) -> int:
         """Output side over input side: 1, or the super-resolution factor."""
         return int(self.hparams.get("scale", 1))

@@ -3,7 +3,7 @@
 :func:`restore_image` adapts one image to the model (a gray model restores a colour photo one
 channel at a time; a colour model restores a gray photo as three equal channels and averages
 them back), so gray comes out gray and colour comes out colour whatever the model was trained
-on. :func:`apply_to_files` reads the files, checks them and the mask, and writes one restored
+on; a translation model (pix2pix, gray in and colour out) gets the image in its input channels. :func:`apply_to_files` reads the files, checks them and the mask, and writes one restored
 image per input, with the same file name, into a folder. :func:`evaluate_restoration` measures a
 model on clean test images it damages with a fixed seed (what ``python -m aigc_lab eval`` prints
 for these runs).
@@ -56,7 +56,11 @@ def restore_image(model: ImageToImageModel, image: Tensor, mask: Tensor | None =
             raise ValueError(f"the mask is {mask.shape[-2]} x {mask.shape[-1]} pixels but the image is {image.shape[1]} x {image.shape[2]}; a mask must have the image's size")
         mask = mask.to(device).unsqueeze(0)
     channels = image.shape[0]
-    if channels == model.channels:
+    if model.output_channels != model.channels:  # a translation (gray to colour): the image in the model's input channels, in one pass
+        if channels != model.channels:
+            x = x.mean(1, keepdim=True) if model.channels == 1 else x.expand(1, model.channels, *x.shape[2:])
+        out = model.restore(x, mask)
+    elif channels == model.channels:
         out = model.restore(x, mask)
     elif model.channels == 1:  # gray model, colour image: each channel as a gray image
         out = model.restore(x.transpose(0, 1), mask).transpose(0, 1)
@@ -114,17 +118,20 @@ def apply_to_files(
 def evaluate_restoration(model: ImageToImageModel, clean: Tensor, *, seed: int = 0, batch_size: int = 64) -> dict[str, float]:
     """PSNR and SSIM (:mod:`aigc_lab.similarity`) of ``model`` on clean images it damages itself with ``seed``.
 
-    Returns the mean ``psnr`` and ``ssim`` of the restored images against ``clean``, and
-    ``input_psnr``: the damaged input's own PSNR (for super-resolution, bicubic upsampling's), the
+    Returns the mean ``psnr`` and ``ssim`` of the restored images against ``clean`` (against
+    ``model.target(clean)``: for paired data, the pairs' targets), and, where the input has the
+    target's shape, ``input_psnr``: the damaged input's own PSNR (for super-resolution, bicubic upsampling's), the
     number a model must beat. An inpainter also gets ``hole_psnr``, the PSNR inside the masks.
     """
-    if not isinstance(clean, Tensor) or clean.dim() != 4 or clean.shape[1] != model.channels:
-        raise ValueError(f"clean must be N x {model.channels} x H x W in [0, 1], got {getattr(clean, 'shape', type(clean).__name__)}")
+    expected = int(model.hparams["image_shape"][0])  # the training images' channels (a stacked pair's, for pix2pix)
+    if not isinstance(clean, Tensor) or clean.dim() != 4 or clean.shape[1] != expected:
+        raise ValueError(f"clean must be N x {expected} x H x W in [0, 1], got {getattr(clean, 'shape', type(clean).__name__)}")
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    restored, inputs, masks = [], [], []
+    restored, inputs, masks, targets = [], [], [], []
     for start in range(0, len(clean), batch_size):
         batch = clean[start : start + batch_size]
+        targets.append(model.target(batch.cpu()))
         damaged, mask = model.damage(batch.cpu(), generator)
         restored.append(model.restore(damaged.to(device), None if mask is None else mask.to(device)).cpu())
         if model.scale > 1:
@@ -133,12 +140,13 @@ def evaluate_restoration(model: ImageToImageModel, clean: Tensor, *, seed: int =
             damaged = damaged * (1 - mask)  # the input the network sees: holes filled with 0
         inputs.append(damaged.clamp(0, 1))
         masks.append(mask)
-    out, given = torch.cat(restored), torch.cat(inputs)
+    out, given, clean = torch.cat(restored), torch.cat(inputs), torch.cat(targets)
     result = {
         "psnr": float(similarity.psnr(out, clean).mean()),
         "ssim": float(similarity.ssim(out, clean).mean()),
-        "input_psnr": float(similarity.psnr(given, clean).mean()),
     }
+    if given.shape == clean.shape:  # a translation's input (gray edges) is not an estimate of its target (a colour photo)
+        result["input_psnr"] = float(similarity.psnr(given, clean).mean())
     if masks[0] is not None:
         mask = torch.cat(masks).expand_as(clean)
         result["hole_psnr"] = float(-10 * torch.log10(((out - clean) ** 2 * mask).sum() / mask.sum()))
