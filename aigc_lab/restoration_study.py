@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,31 +109,32 @@ TASKS: dict[str, Task] = {
 }
 
 
-def task_data(name: str):
-    """The training patches of task ``name`` (fewer in quick mode)."""
-    spec = _data_spec(name)
+def task_data(name: str, tasks: Mapping[str, Task] = TASKS):
+    """The training patches of task ``name`` of ``tasks`` (fewer in quick mode)."""
+    spec = _data_spec(name, tasks)
     return load_dataset(spec.pop("name"), "train", **spec)
 
 
-def _data_spec(name: str) -> dict[str, Any]:
-    task = _task(name)
+def _data_spec(name: str, tasks: Mapping[str, Task]) -> dict[str, Any]:
+    task = _task(name, tasks)
     return {**task.data, **runtime.budget({}, task.quick_data)}
 
 
-def _task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+def _task(name: str, tasks: Mapping[str, Task]) -> Task:
+    if name not in tasks:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(tasks)}")
+    return tasks[name]
 
 
-def train_task(name: str, runs_dir: str | os.PathLike, *, seed: int = 0) -> tuple[ImageToImageModel, History]:
-    """Train task ``name`` into ``runs_dir/name`` (or load the finished run there); the model in eval mode and its history."""
-    task = _task(name)
-    data = task_data(name)
+def train_task(name: str, runs_dir: str | os.PathLike, *, seed: int = 0, tasks: Mapping[str, Task] = TASKS) -> tuple[ImageToImageModel, History]:
+    """Train task ``name`` of ``tasks`` (this chapter's by default; chapter 6.2 passes its own) into
+    ``runs_dir/name``, or load the finished run there; the model in eval mode and its history."""
+    task = _task(name, tasks)
+    data = task_data(name, tasks)
     torch.manual_seed(seed)
     model = build_model(task.model, image_shape=tuple(data.images.shape[1:]), **task.hparams)
     config = TrainConfig(steps=runtime.budget(task.steps, task.quick_steps), batch_size=task.batch_size, seed=seed, checkpoint_every=500)
-    history = fit(model, data, Path(runs_dir) / name, config, data_spec=_data_spec(name))
+    history = fit(model, data, Path(runs_dir) / name, config, data_spec=_data_spec(name, tasks))
     return model.eval(), history
 
 

@@ -27,11 +27,11 @@ LAYERS: dict[str, int] = {
     "aigc_lab.image_losses": 2,
     "aigc_lab.perceptual": 2,
     "aigc_lab.degradations": 2,
+    "aigc_lab.styles": 2,  # the classical oil and pencil renderings: the pairs datasets draw their targets with them
     "aigc_lab.data": 2,  # and every aigc_lab.data.* module
     "aigc_lab.models": 3,  # and every aigc_lab.models.* module
     "aigc_lab.baselines": 3,
     "aigc_lab.classical": 3,
-    "aigc_lab.styles": 3,
     "aigc_lab.metrics": 4,
     "aigc_lab.restore": 4,
     "aigc_lab.generative_inpainting": 4,

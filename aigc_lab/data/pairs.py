@@ -12,10 +12,13 @@ edges       Canny edges of the gray patch (0 / 1)  the photo patch              
 hillshade   elevation, scaled to [0, 1] per patch  its hill-shaded, colour-mapped rendering     by region of the maps
 labels      a shape's segmentation map             the rendered shape (:mod:`.shapes`)          by random stream
 colour      the luma of the photo patch            the photo patch                              by photograph
+pencil      the photo patch (3 channels)           its pencil drawing (1 channel, gray)         by photograph
+oil         the photo patch (3 channels)           its oil painting (3 channels)                by photograph
 ==========  ====================================  ==========================================  ========================
 
 **A pair is one image.** Its channels are the input's followed by the target's
-(:data:`PAIR_TASKS` gives how many of each; every task here is 1 + 3 = 4), so a random crop, a
+(:data:`PAIR_TASKS` gives how many of each: 1 + 3 for the first four tasks, 3 + 1 and 3 + 3 for
+the styles), so a random crop, a
 flip or a batch of the generic training loop, which only knows ``(images, labels)``, keeps the
 input and its target aligned by construction. :func:`split_pair` cuts a stacked pair back into
 ``(input, target)``.
@@ -51,6 +54,11 @@ How each task is made (all deterministic in ``(task, split, size, n, seed)``):
   "will incentivize an average, grayish color" (Isola et al., section 4.2). The colour is kept
   in the labels (``classes`` are the shapes dataset's "red triangle", ...).
 
+* ``pencil`` and ``oil`` render every photograph of the split (gray ones too) whole with
+  :func:`aigc_lab.styles.render_style` (the classical Lu et al. pencil drawing, the Kuwahara oil
+  painting) and cut each pair from the photo and its rendering at the same place: can a network
+  learn the filter (chapter 6.2)? Train and test come from different photographs.
+
 ``labels`` and ``classes`` say where each pair comes from (the photograph, the elevation map or
 the shape's class); ``attributes`` holds the crop's position (``top``, ``left``, in the
 photograph or the map) or the shape's attributes.
@@ -67,6 +75,7 @@ from torch import Tensor
 from aigc_lab.data.photos import load_photos, sample_patches
 from aigc_lab.data.registry import ImageDataset, check_choice_option, check_int_option, register_dataset
 from aigc_lab.data.shapes import SHAPE_KINDS, load_shapes
+from aigc_lab.styles import render_style
 
 #: task -> (input channels, target channels); a stacked pair has their sum.
 PAIR_TASKS: dict[str, tuple[int, int]] = {
@@ -74,6 +83,8 @@ PAIR_TASKS: dict[str, tuple[int, int]] = {
     "hillshade": (1, 3),
     "labels": (1, 3),
     "colour": (1, 3),
+    "pencil": (3, 1),
+    "oil": (3, 3),
 }
 DEFAULT_N = {"train": 1000, "test": 200}
 MIN_SIZE = 16  # below it a Canny filter of sigma 1.5 and a PatchGAN have next to nothing to see
@@ -181,6 +192,31 @@ def _photo_pairs(task: str, split: str, size: int, n: int, seed: int) -> tuple[T
     return given, target, source, list(names), {"top": top, "left": left}
 
 
+@functools.cache
+def _styled_photos(style: str, split: str) -> tuple[tuple[str, ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """Every photograph of ``split`` and its whole-photo rendering in ``style`` (cached: the renderings take seconds)."""
+    names, photos, rendered = [], [], []
+    for name, pixels in load_photos(split):
+        photo = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+        names.append(name)
+        photos.append(photo)
+        styled = render_style(photo.unsqueeze(0), style)[0]
+        rendered.append(styled[:1] if PAIR_TASKS[style][1] == 1 else styled)  # a pencil drawing is gray: one channel
+    return tuple(names), tuple(photos), tuple(rendered)
+
+
+def _style_pairs(style: str, split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, list[str], dict[str, Tensor]]:
+    names, photos, rendered = _styled_photos(style, split)
+    _check_size(style, size, min(min(p.shape[-2:]) for part in ("train", "test") for p in _styled_photos(style, part)[1]), "the smallest photograph's side")
+    # The whole photo is rendered first and the pair cut from both at the same place: a rendering's
+    # strokes depend on the image around them (line length, tone histogram), so a patch rendered
+    # on its own would be another drawing.
+    stacked = [torch.cat([p, r], 0) for p, r in zip(photos, rendered)]
+    crops, source, top, left = sample_patches(stacked, size, n, seed)
+    n_in = PAIR_TASKS[style][0]
+    return crops[:, :n_in], crops[:, n_in:], source, list(names), {"top": top, "left": left}
+
+
 def _hillshade_pairs(split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, list[str], dict[str, Tensor]]:
     # Checked against both splits' regions, so that a model trained at a size can be tested at it.
     largest = min(min(region.shape[-2:]) for part in ("train", "test") for _, region, _ in _hillshade_regions(part))
@@ -210,15 +246,17 @@ def _label_pairs(split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tens
     "pairs",
     online=False,
     description="aligned image pairs for pix2pix, stacked as input + target channels: "
-    "task=edges (Canny -> photo), hillshade (elevation -> shaded map), labels (shape mask -> shape), colour (gray -> RGB)",
+    "task=edges (Canny -> photo), hillshade (elevation -> shaded map), labels (shape mask -> shape), colour (gray -> RGB), "
+    "pencil and oil (photo -> its classical rendering)",
     splits=("train", "test"),
 )
 def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: int | None = None, seed: int = 0) -> ImageDataset:
-    """Aligned pairs of ``task``, each stacked as one ``(1 + 3) x size x size`` image (see the module docstring).
+    """Aligned pairs of ``task``, each stacked as one ``(input + target channels) x size x size`` image (see the module docstring).
 
     Args:
         split: ``"train"`` or ``"test"``: different photographs, map regions or random streams.
-        task: one of :data:`PAIR_TASKS`: ``"edges"``, ``"hillshade"``, ``"labels"``, ``"colour"``.
+        task: one of :data:`PAIR_TASKS`: ``"edges"``, ``"hillshade"``, ``"labels"``, ``"colour"``,
+            ``"pencil"``, ``"oil"``.
         size: the side of the pairs, from 16 to what the task's sources allow (300 for the photo
             tasks, 72 for hillshade, 512 for labels).
         n: how many pairs (default 1000 for train, 200 for test).
@@ -237,6 +275,8 @@ def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: 
         given, target, labels, classes, attributes = _hillshade_pairs(split, size, n, seed)
     elif task == "labels":
         given, target, labels, classes, attributes = _label_pairs(split, size, n, seed)
+    elif task in ("pencil", "oil"):
+        given, target, labels, classes, attributes = _style_pairs(task, split, size, n, seed)
     else:
         given, target, labels, classes, attributes = _photo_pairs(task, split, size, n, seed)
     images = torch.cat([given, target], 1).contiguous()
