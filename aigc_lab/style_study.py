@@ -1,0 +1,201 @@
+"""Chapter 6.2's and section 4.6's experiments: the images, the trained networks and the measurements.
+
+* The content images are the colour photos of the photos test split (never trained on), center
+  cropped to 256 x 256 (:func:`content_images`); the style images are the classical renderings of
+  one train photo (:func:`aigc_lab.styles.reference_image`).
+* :data:`TASKS` holds every network the two sections train, with its exact settings, in the form
+  of chapter 6.1's tasks (:class:`aigc_lab.restoration_study.Task`); :func:`train` trains one into
+  ``RUNS/NAME`` or loads the finished run there.
+* :func:`seconds_per_image` times a method on a batch of images; :func:`distance_trajectory`
+  records the judged style distance of an optimisation as it goes, so a one-pass network can be
+  compared with the optimisation at the same style distance (:func:`steps_to_reach`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from aigc_lab import style_transfer
+from aigc_lab.contract import ImageToImageModel
+from aigc_lab.data import load_dataset
+from aigc_lab.restoration_study import Task, train_task
+from aigc_lab.styles import STYLES, reference_image
+from aigc_lab.train import History
+
+#: the side of the content and style images of the chapter
+SIZE = 256
+
+TASKS: dict[str, Task] = {
+    # Johnson et al.'s feed-forward network, one per style, on colour photo patches (section 6.2.2).
+    "style-net-pencil": Task(
+        model="style-net",
+        hparams={"style": "pencil", "style_weight": 10.0, "width": 16, "residual_blocks": 3},
+        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        steps=1200,
+        quick_steps=10,
+        batch_size=4,
+        label="style network, pencil",
+        quick_data={"n_patches": 64},
+    ),
+    "style-net-oil": Task(
+        model="style-net",
+        hparams={"style": "oil", "style_weight": 10.0, "width": 16, "residual_blocks": 3},
+        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        steps=1200,
+        quick_steps=10,
+        batch_size=4,
+        label="style network, oil",
+        quick_data={"n_patches": 64},
+    ),
+    # Learning the classical filters from (photo, rendering) pairs: pix2pix's U-Net with L1 alone (section 6.2.2).
+    "imitate-pencil": Task(
+        model="pix2pix",
+        hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "pencil", "size": 64, "n": 2000, "seed": 0},
+        steps=800,
+        quick_steps=10,
+        label="U-Net imitating the pencil filter (L1)",
+        quick_data={"n": 32},
+    ),
+    "imitate-oil": Task(
+        model="pix2pix",
+        hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
+        steps=800,
+        quick_steps=10,
+        label="U-Net imitating the oil filter (L1)",
+        quick_data={"n": 32},
+    ),
+    # Section 4.6, pix2pix: the paper's ablation (Table 1) on the shapes' label maps at 16 x 16, the
+    # size of the shapes judge, and one model on the elevation maps. Same data, steps and seed; only
+    # the two loss weights change.
+    "p2p-labels-l1": Task(
+        model="pix2pix",
+        hparams={"adversarial_weight": 0.0, "l1_weight": 100.0, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
+        steps=1500,
+        quick_steps=10,
+        label="L1 alone",
+        quick_data={"n": 64},
+    ),
+    "p2p-labels-l1-cgan": Task(
+        model="pix2pix",
+        hparams={"adversarial_weight": 1.0, "l1_weight": 100.0, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
+        steps=1500,
+        quick_steps=10,
+        label="L1 + cGAN",
+        quick_data={"n": 64},
+    ),
+    "p2p-labels-cgan": Task(
+        model="pix2pix",
+        hparams={"adversarial_weight": 1.0, "l1_weight": 0.0, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
+        steps=1500,
+        quick_steps=10,
+        label="cGAN alone",
+        quick_data={"n": 64},
+    ),
+    "p2p-hillshade": Task(
+        model="pix2pix",
+        hparams={"adversarial_weight": 1.0, "l1_weight": 100.0, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "hillshade", "size": 64, "n": 2000, "seed": 0},
+        steps=600,
+        quick_steps=10,
+        label="L1 + cGAN, elevation to shaded map",
+        quick_data={"n": 32},
+    ),
+}
+
+#: the pix2pix ablation of section 4.6, in the paper's order
+ABLATION = ("p2p-labels-l1", "p2p-labels-l1-cgan", "p2p-labels-cgan")
+
+
+def train(name: str, runs_dir: str | os.PathLike, *, seed: int = 0) -> tuple[ImageToImageModel, History]:
+    """Train task ``name`` of :data:`TASKS` into ``runs_dir/name`` (or load it); the model in eval mode and its history."""
+    return train_task(name, runs_dir, seed=seed, tasks=TASKS)
+
+
+def content_images(size: int = SIZE) -> tuple[list[str], Tensor]:
+    """The colour photos of the test split (``coffee``, ``grace_hopper``), center-cropped and resized: ``(names, N x 3 x size x size)``."""
+    data = load_dataset("photos", "test", size=size, channels=3)
+    colour = [i for i in range(len(data)) if not torch.equal(data.images[i, 0], data.images[i, 1])]
+    return [data.classes[int(data.labels[i])] for i in colour], data.images[colour]
+
+
+def style_images(size: int = SIZE) -> dict[str, Tensor]:
+    """``{style: 1 x 3 x size x size}``: each classical style's rendering of its reference photo."""
+    return {style: reference_image(style, size) for style in STYLES}
+
+
+def seconds_per_image(method: Callable[[Tensor], Tensor], images: Tensor, *, repeats: int = 1) -> tuple[Tensor, float]:
+    """``(outputs, mean seconds per image)`` of ``method`` on ``images``, one image at a time (a reader's case), best of ``repeats``."""
+    best, outputs = float("inf"), None
+    for _ in range(max(1, repeats)):
+        began = time.perf_counter()
+        outputs = torch.cat([method(image.unsqueeze(0)) for image in images])
+        best = min(best, (time.perf_counter() - began) / len(images))
+    return outputs, best
+
+
+def distance_trajectory(content: Tensor, style: Tensor, *, every: int = 5, **transfer: Any) -> tuple[style_transfer.TransferResult, list[tuple[int, float, float]]]:
+    """Run :func:`aigc_lab.style_transfer.gatys_transfer` and judge the image every ``every`` steps.
+
+    Returns the result and ``[(step, seconds of optimisation so far, judged style distance), ...]``,
+    starting with step 0 (the content image, or whatever ``init`` starts from, judged before any
+    step). The time spent judging is left out of the seconds.
+    """
+    judge = style_transfer.judge_features(content.shape[1])
+
+    def judged(image: Tensor) -> float:
+        return float(style_transfer.style_scores(image, content, style, judge=judge)["style_distance"][0])
+
+    trajectory = [(0, 0.0, judged(content))]
+    clock = {"optimising": 0.0, "since": time.perf_counter()}
+
+    def look(step: int, image: Tensor) -> None:
+        if (step + 1) % every == 0:
+            clock["optimising"] += time.perf_counter() - clock["since"]
+            trajectory.append((step + 1, clock["optimising"], judged(image)))
+            clock["since"] = time.perf_counter()
+
+    result = style_transfer.gatys_transfer(content, style, callback=look, **transfer)
+    return result, trajectory
+
+
+def steps_to_reach(trajectory: list[tuple[int, float, float]], distance: float) -> tuple[int, float] | None:
+    """The first ``(step, seconds)`` of a :func:`distance_trajectory` at or below ``distance``, or None if it never gets there."""
+    for step, seconds, value in trajectory:
+        if value <= distance:
+            return step, seconds
+    return None
+
+
+def recognition_scores(outputs: Tensor, shape_kinds: Tensor, targets: Tensor, *, judge: Any) -> dict[str, float]:
+    """The pix2pix paper's "FCN-score" idea on the shapes: does a classifier trained only on real shapes recognise the outputs?
+
+    ``judge`` is the shapes dataset's :class:`~aigc_lab.metrics.FeatureClassifier` (trained on real
+    images alone). Returns ``shape_accuracy``, the share of outputs whose predicted class has the
+    shape the label map asked for (the colour is the generator's choice, so it is not scored);
+    ``frechet_distance`` of the outputs to the real targets in the judge's features (realism,
+    colour included); and ``saturation``, the mean per-pixel spread of the three channels over the
+    shape (0 for gray: L1 alone is expected to average the colours toward gray).
+    """
+    from aigc_lab.data.shapes import SHAPE_KINDS, class_attributes
+    from aigc_lab.metrics import frechet_distance
+
+    predicted = judge.predict(outputs).cpu()
+    predicted_kind = torch.tensor([SHAPE_KINDS.index(class_attributes(int(c))[0]) for c in predicted])
+    covered = targets.amax(1, keepdim=True) >= 0.5
+    spread = (outputs.amax(1, keepdim=True) - outputs.amin(1, keepdim=True))
+    return {
+        "shape_accuracy": float((predicted_kind == shape_kinds.cpu()).float().mean()),
+        "frechet_distance": frechet_distance(outputs, targets, classifier=judge),
+        "saturation": float((spread * covered).sum() / covered.sum().clamp_min(1)),
+    }
