@@ -31,13 +31,16 @@ from aigc_lab.train import History
 #: the side of the content and style images of the chapter
 SIZE = 256
 
+# Step counts: what keeps each page within its 5 minutes on 2 CPU cores (training, plus the page's
+# optimisation runs and measurements), estimated from seconds per step measured on a busy core;
+# the pages print the training time each run took.
 TASKS: dict[str, Task] = {
     # Johnson et al.'s feed-forward network, one per style, on colour photo patches (section 6.2.2).
     "style-net-pencil": Task(
         model="style-net",
         hparams={"style": "pencil", "style_weight": 10.0, "width": 16, "residual_blocks": 3},
         data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
-        steps=1200,
+        steps=800,
         quick_steps=10,
         batch_size=4,
         label="style network, pencil",
@@ -47,7 +50,7 @@ TASKS: dict[str, Task] = {
         model="style-net",
         hparams={"style": "oil", "style_weight": 10.0, "width": 16, "residual_blocks": 3},
         data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
-        steps=1200,
+        steps=800,
         quick_steps=10,
         batch_size=4,
         label="style network, oil",
@@ -58,7 +61,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "pencil", "size": 64, "n": 2000, "seed": 0},
-        steps=800,
+        steps=600,
         quick_steps=10,
         label="U-Net imitating the pencil filter (L1)",
         quick_data={"n": 32},
@@ -67,7 +70,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
-        steps=800,
+        steps=600,
         quick_steps=10,
         label="U-Net imitating the oil filter (L1)",
         quick_data={"n": 32},
@@ -79,7 +82,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"adversarial_weight": 0.0, "l1_weight": 100.0, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
-        steps=1500,
+        steps=1000,
         quick_steps=10,
         label="L1 alone",
         quick_data={"n": 64},
@@ -88,7 +91,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"adversarial_weight": 1.0, "l1_weight": 100.0, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
-        steps=1500,
+        steps=1000,
         quick_steps=10,
         label="L1 + cGAN",
         quick_data={"n": 64},
@@ -97,7 +100,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"adversarial_weight": 1.0, "l1_weight": 0.0, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "labels", "size": 16, "n": 4000, "seed": 0},
-        steps=1500,
+        steps=1000,
         quick_steps=10,
         label="cGAN alone",
         quick_data={"n": 64},
@@ -106,7 +109,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"adversarial_weight": 1.0, "l1_weight": 100.0, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "hillshade", "size": 64, "n": 2000, "seed": 0},
-        steps=600,
+        steps=400,
         quick_steps=10,
         label="L1 + cGAN, elevation to shaded map",
         quick_data={"n": 32},
