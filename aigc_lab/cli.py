@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, help="where logs and checkpoints go (default runs/MODEL-DATA)")
     train.add_argument("--fresh", action="store_true", help="start over instead of resuming from RUN_DIR's checkpoint")
     train.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    train.add_argument(
+        "--precision", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+        help="mixed precision: auto (float16 on CUDA, float32 elsewhere), float32, float16 (CUDA), bfloat16",
+    )
 
     sample = sub.add_parser("sample", help="write samples of a trained run to an .npz file")
     sample.add_argument("run_dir", type=Path)
@@ -118,6 +122,7 @@ def _load_data(spec: dict[str, Any], split: str):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from aigc_lab import distributed
     from aigc_lab.models import build_model
     from aigc_lab.train import TrainConfig, build_under_seed, fit
 
@@ -138,10 +143,17 @@ def _train(args: argparse.Namespace) -> int:
     model = build_under_seed(args.seed, build_model, args.model, **hparams)
     steps = args.steps if args.steps is not None else model.default_steps
     run_dir = args.run_dir or Path("runs") / f"{args.model}-{args.data.replace(':', '_').replace('/', '_')}"
-    config = TrainConfig(steps=steps, batch_size=args.batch_size, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    history = fit(model, dataset, run_dir, config, device=args.device, resume=not args.fresh, data_spec=spec)
-    last = {name: history.last(name) for name in history.scalars}
-    print(json.dumps({"run_dir": str(run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "last": last}))
+    config = TrainConfig(steps=steps, batch_size=args.batch_size, seed=args.seed, checkpoint_every=args.checkpoint_every, precision=args.precision)
+    # Under torchrun every process runs this command; fit() makes them one data-parallel run.
+    try:
+        history = fit(model, dataset, run_dir, config, device=args.device, resume=not args.fresh, data_spec=spec)
+        group = distributed.from_environment()
+    finally:
+        distributed.shutdown()
+    if group.is_main:
+        last = {name: history.last(name) for name in history.scalars}
+        summary = {"run_dir": str(run_dir), "steps": history.steps, "train_seconds": round(history.train_seconds, 2), "processes": group.world_size, "last": last}
+        print(json.dumps(summary))
     return 0
 
 

@@ -154,10 +154,20 @@ class ImageToImageModel(TrainableModel):
 class StepContext:
     """Handed to :meth:`TrainableModel.training_step`: the step number and ``optimize``."""
 
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], scaler: torch.amp.GradScaler | None, device: torch.device):
+    def __init__(
+        self,
+        optimizers: dict[str, torch.optim.Optimizer],
+        scaler: torch.amp.GradScaler | None,
+        device: torch.device,
+        *,
+        sync: Callable[[torch.optim.Optimizer], None] | None = None,
+    ):
         self.optimizers = optimizers
         self.scaler = scaler
         self.device = device
+        # Called between backward and the optimizer step: the loop passes the gradient averaging of
+        # data-parallel training (aigc_lab.distributed); None in a single process.
+        self.sync = sync
         self.step = 0
 
     def optimize(self, name: str, loss: Tensor) -> None:
@@ -175,9 +185,13 @@ class StepContext:
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            if self.sync is not None:
+                self.sync(optimizer)
             self.scaler.step(optimizer)
         else:
             loss.backward()
+            if self.sync is not None:
+                self.sync(optimizer)
             optimizer.step()
 
 

@@ -122,6 +122,41 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+
+
+def bfloat16_native() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX); without them bfloat16 is emulated, and slow."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def autocast_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The dtype :func:`torch.autocast` should use for ``precision`` on ``dev``, or None for plain float32.
+
+    * ``"auto"``: float16 on CUDA (with a gradient scaler: float16's small range underflows small
+      gradients to zero unless the loss is scaled up first), float32 elsewhere;
+    * ``"float32"``: no autocast anywhere;
+    * ``"float16"``: CUDA only (float16 matrix products on a CPU are slow and gain nothing);
+    * ``"bfloat16"``: any device. bfloat16 keeps float32's exponent range, so no scaler is needed;
+      it keeps 8 bits of mantissa instead of 24, so results differ from float32 in the third
+      significant digit. On a CPU it pays only with native instructions (:func:`bfloat16_native`).
+
+    Autocast runs the matrix products and convolutions in the low precision and keeps reductions,
+    losses and the weights in float32 (Micikevicius et al., 2018, "Mixed Precision Training").
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        return torch.float16 if dev.type == "cuda" else None
+    if precision == "float16":
+        if dev.type != "cuda":
+            raise ValueError(f"float16 mixed precision needs a CUDA GPU (this run is on {dev.type}); use 'bfloat16' or 'float32'")
+        return torch.float16
+    return torch.bfloat16 if precision == "bfloat16" else None
+
+
 def describe() -> dict[str, str]:
     """A short record of where the code ran, stored in notebook metadata and run directories."""
     from aigc_lab import __version__

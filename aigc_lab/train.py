@@ -20,7 +20,11 @@ What it gives every chapter:
   as a run that was never interrupted (the batch order is a function of the seed and the
   step, and the random number generators are saved with the weights);
 * a guard that stops with a clear message when a loss becomes NaN or infinite;
-* mixed precision (float16 autocast with a gradient scaler) on CUDA.
+* mixed precision: float16 autocast with a gradient scaler on CUDA, bfloat16 on request anywhere
+  (``TrainConfig.precision``, :func:`aigc_lab.runtime.autocast_dtype`);
+* data-parallel training under ``torchrun`` (:mod:`aigc_lab.distributed`): each process trains on
+  its shard of every global batch, gradients are averaged after each backward pass, rank 0 alone
+  writes logs and checkpoints, and a stopped run resumes with the same number of processes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from aigc_lab import provenance, runtime
+from aigc_lab import distributed, provenance, runtime
 from aigc_lab.contract import StepContext, TrainableModel, TrainingDivergedError, check_finite  # noqa: F401 (TrainingDivergedError: raised by fit, importable here)
 from aigc_lab.checkpoint import (
     CheckpointError,
@@ -69,6 +73,10 @@ class TrainConfig:
     :func:`build_under_seed` (the command line) and ``torch.manual_seed(seed)`` before building
     (the notebooks, :func:`aigc_lab.recipes.train_recipe`) do.
 
+    Under ``torchrun`` process ``r`` draws its training noise from ``seed + r`` (rank 0 from the
+    seed itself), and the batch order is the single process's: each process takes its slice of
+    the same global batch.
+
     Same seed, same bits holds on one machine's CPU with one number of threads. The seed does
     not cover the thread count (a sum split over more threads rounds differently; the
     command line takes it from ``AIGC_LAB_THREADS``), nondeterministic kernels (some CUDA
@@ -83,7 +91,7 @@ class TrainConfig:
     image_every: int = 0  # sample grids every this many steps (0: only at the end)
     checkpoint_every: int = 250  # atomic checkpoint every this many steps (and at the end)
     eval_every: int = 0  # call fit()'s eval_fn every this many steps (0: only at the end)
-    amp: bool = True  # float16 mixed precision, used only on CUDA
+    precision: str = "auto"  # "auto" (float16 on CUDA, float32 elsewhere), "float32", "float16" (CUDA), "bfloat16"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
@@ -94,6 +102,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.precision not in runtime.PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {', '.join(runtime.PRECISIONS)}; got {self.precision!r}")
 
 
 @dataclass
@@ -127,15 +137,19 @@ class _Batches:
 
     That is what makes a resumed run identical to an uninterrupted one: no data-loader state
     has to be saved. Each epoch is a fresh permutation; the last incomplete batch is dropped.
+    In data-parallel training every process draws the same global batch's indices and loads only
+    its own slice of them (:func:`aigc_lab.distributed.shard`).
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, device: torch.device, group: distributed.Group = distributed.SINGLE):
         n = len(dataset)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError("the dataset is empty")
         if batch_size > n:
             raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images); use batch_size <= {n}")
-        self.dataset, self.n, self.batch_size, self.seed, self.device = dataset, n, batch_size, seed, device
+        if batch_size % group.world_size:
+            raise ValueError(f"batch_size {batch_size} does not split evenly over {group.world_size} processes; use a multiple of {group.world_size}")
+        self.dataset, self.n, self.batch_size, self.seed, self.device, self.group = dataset, n, batch_size, seed, device, group
         self.steps_per_epoch = n // batch_size
         images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
         in_memory = isinstance(images, Tensor) and isinstance(labels, Tensor) and getattr(dataset, "transform", None) is None
@@ -149,7 +163,7 @@ class _Batches:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        idx = self._perm[j * self.batch_size : (j + 1) * self.batch_size]
+        idx = distributed.shard(self._perm[j * self.batch_size : (j + 1) * self.batch_size], self.group)
         if self.images is not None:
             idx = idx.to(self.device)
             return self.images[idx], self.labels[idx]
@@ -191,10 +205,17 @@ def _resume(
     ckpt_path: Path,
     device: torch.device,
     history: History,
+    group: distributed.Group = distributed.SINGLE,
 ) -> int:
     """Load the checkpoint of an earlier session of this run into the model, its optimizers, the
     random number generators and ``history``; return the step to continue from."""
     state = load_checkpoint(ckpt_path, map_location=device)
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != group.world_size:
+        raise CheckpointError(
+            f"{ckpt_path} was written by a run of {saved_world} process(es) and this one has {group.world_size}; "
+            f"resume with {saved_world} (torchrun --nproc_per_node={saved_world}), or start over with resume=False (--fresh)"
+        )
     if state.get("model_name") != model.name:
         raise CheckpointError(f"{ckpt_path} holds a {state.get('model_name')!r} model, not {model.name!r}; use another run_dir or resume=False")
     saved = json.loads(json.dumps(state.get("hparams", model.hparams)))  # lists and tuples compare alike
@@ -210,17 +231,31 @@ def _resume(
         opt.load_state_dict(state["optimizers"][name])
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    _set_rng_state(state["rng"])
+    # Each process continues its own random number streams (one per rank under torchrun).
+    _set_rng_state(state["rng_by_rank"][group.rank] if group.is_distributed else state["rng"])
     history.scalars = {k: (list(v[0]), list(v[1])) for k, v in state["history"].items()}
     history.train_seconds = float(state["train_seconds"])
     return int(state["step"])
 
 
+class _NoWriter:
+    """What processes other than rank 0 write to TensorBoard: nothing (rank 0 logs the global means)."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _RunLog:
     """Scalars into TensorBoard and the :class:`History` at once; training metrics averaged over ``log_every`` steps."""
 
-    def __init__(self, writer: Any, history: History):
-        self.writer, self.history = writer, history
+    def __init__(self, writer: Any, history: History, group: distributed.Group = distributed.SINGLE):
+        self.writer, self.history, self.group = writer, history, group
         self.pending: dict[str, list[float]] = {}
 
     def add(self, name: str, value: float, step: int, *, board_name: str) -> None:
@@ -237,7 +272,7 @@ class _RunLog:
             self.pending.setdefault(name, []).append(value)
 
     def flush(self, step: int) -> dict[str, float]:
-        means = {k: sum(v) / len(v) for k, v in self.pending.items()}
+        means = distributed.mean_over_processes({k: sum(v) / len(v) for k, v in self.pending.items()}, self.group)
         for name, value in means.items():
             self.add(name, value, step, board_name=f"train/{name}")
         self.pending.clear()
@@ -264,7 +299,8 @@ def fit(
         run_dir: where TensorBoard events, ``config.json`` and ``checkpoint.pt`` go.
         config: steps, batch size, seed (what it covers: see :class:`TrainConfig`), logging and
             checkpoint intervals.
-        device: defaults to :func:`aigc_lab.runtime.device`.
+        device: defaults to :func:`aigc_lab.runtime.device`; under ``torchrun`` on CUDA, the GPU of
+            the process's local rank.
         resume: continue from ``run_dir/checkpoint.pt`` when it exists (False starts over).
         data_spec: how to reload the data (e.g. ``{"name": "digits", "size": 16}``), stored in
             ``config.json`` for the command line's ``eval``.
@@ -273,6 +309,10 @@ def fit(
             Frechet distance during training). Its time is not counted as training time, and the
             random number generators are restored afterwards, so evaluating does not change
             the training run.
+
+    Under ``torchrun`` (several processes, :mod:`aigc_lab.distributed`) every process calls
+    :func:`fit` with the same arguments; ``config.batch_size`` is the global batch, split over the
+    processes; ``eval_fn`` and the sample grids run on rank 0 only.
 
     Returns:
         The :class:`History` of logged scalars, including those of earlier sessions of the run.
@@ -286,52 +326,61 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     dev = torch.device(device) if device is not None else runtime.device()
+    group, dev = distributed.setup(dev)  # the single process, or this process's place among torchrun's
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / CHECKPOINT_NAME
 
     # 1. Seed, place the model, build its optimizers; continue an earlier session if there is one.
-    runtime.seed_everything(config.seed)
+    runtime.seed_everything(config.seed + group.rank)
     model.to(dev)
+    distributed.broadcast_parameters(model, group)  # every process starts from rank 0's weights
     optimizers = model.configure_optimizers()
-    use_amp = config.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    autocast_dtype = runtime.autocast_dtype(config.precision, dev)
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
     history = History(run_dir=run_dir)
-    start = _resume(model, optimizers, scaler, ckpt_path, dev, history) if resume and ckpt_path.exists() else 0
+    start = _resume(model, optimizers, scaler, ckpt_path, dev, history, group) if resume and ckpt_path.exists() else 0
 
     # 2. Record how to rebuild the run: the model's name and settings, the loop's, the data's.
-    save_json(
-        {
-            "model": model.name,
-            "hparams": model.hparams,
-            "train": asdict(config),
-            "data": data_spec or {"name": getattr(dataset, "name", type(dataset).__name__), "split": getattr(dataset, "split", None)},
-            "runtime": runtime.describe(),
-        },
-        run_dir / CONFIG_NAME,
-    )
-    batches = _Batches(dataset, config.batch_size, config.seed, dev)
-    ctx = StepContext(optimizers, scaler, dev)
+    if group.is_main:
+        save_json(
+            {
+                "model": model.name,
+                "hparams": model.hparams,
+                "train": asdict(config),
+                "data": data_spec or {"name": getattr(dataset, "name", type(dataset).__name__), "split": getattr(dataset, "split", None)},
+                "runtime": {**runtime.describe(), "processes": str(group.world_size)},
+            },
+            run_dir / CONFIG_NAME,
+        )
+    batches = _Batches(dataset, config.batch_size, config.seed, dev, group)
+    sync = (lambda optimizer: distributed.average_gradients(optimizer, group.world_size)) if group.is_distributed else None
+    ctx = StepContext(optimizers, scaler, dev, sync=sync)
     # The package code this run depends on: the model's family, this loop and the data's loaders,
     # with what they import; stored next to every checkpoint (aigc_lab.provenance).
     training_code = [type(model).__module__, __name__, type(dataset).__module__]
 
     def save(step: int) -> None:
-        save_checkpoint(
-            {
-                "model_name": model.name,
-                "hparams": model.hparams,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-                "rng": _rng_state(),
-                "history": {k: [list(v[0]), list(v[1])] for k, v in history.scalars.items()},
-                "train_seconds": history.train_seconds,
-            },
-            ckpt_path,
-        )
-        provenance.write_run_record(run_dir, training_code)
+        rng_by_rank = distributed.gather(_rng_state(), group)  # every process's streams, for an exact resume
+        if group.is_main:
+            save_checkpoint(
+                {
+                    "model_name": model.name,
+                    "hparams": model.hparams,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                    **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                    "rng": rng_by_rank[0],
+                    **({"world_size": group.world_size, "rng_by_rank": rng_by_rank} if group.is_distributed else {}),
+                    "history": {k: [list(v[0]), list(v[1])] for k, v in history.scalars.items()},
+                    "train_seconds": history.train_seconds,
+                },
+                ckpt_path,
+            )
+            provenance.write_run_record(run_dir, training_code)
+        distributed.barrier(group)  # no process runs ahead of (or exits before) the checkpoint
 
     def evaluate(step: int) -> None:
         rng = _rng_state()  # evaluating draws random numbers; the training run must not notice
@@ -360,16 +409,17 @@ def fit(
         writer.add_image("samples", make_grid(images.detach().float().cpu(), nrow=8, pad_value=1.0), step)
 
     # 3. The loop: one step, its metrics, and at their intervals logs, evaluations and checkpoints.
-    writer = SummaryWriter(log_dir=str(run_dir))
-    log = _RunLog(writer, history)
-    bar = tqdm(total=config.steps, initial=start, disable=not _progress_enabled() or start >= config.steps, desc=model.name or "train")
+    writer = SummaryWriter(log_dir=str(run_dir)) if group.is_main else _NoWriter()
+    log = _RunLog(writer, history, group)
+    quiet = not _progress_enabled() or start >= config.steps or not group.is_main
+    bar = tqdm(total=config.steps, initial=start, disable=quiet, desc=model.name or "train")
     model.train()
     t0 = time.perf_counter()
     try:
         for step in range(start, config.steps):
             ctx.step = step
             x, y = batches(step)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device_type=dev.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 metrics = model.training_step((x, y), ctx)
             if scaler is not None:
                 scaler.update()
@@ -378,10 +428,10 @@ def fit(
             last = done == config.steps
             if done % config.log_every == 0 or last:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in log.flush(done).items()}, refresh=False)
-            if config.image_every and done % config.image_every == 0:
+            if config.image_every and done % config.image_every == 0 and group.is_main:
                 log_images(done)
             bar.update(1)
-            if eval_fn is not None and ((config.eval_every and done % config.eval_every == 0) or last):
+            if eval_fn is not None and group.is_main and ((config.eval_every and done % config.eval_every == 0) or last):
                 history.train_seconds += time.perf_counter() - t0  # evaluation time is not training time
                 evaluate(done)
                 t0 = time.perf_counter()
@@ -389,11 +439,12 @@ def fit(
                 history.train_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save(done)
-        if start < config.steps:
+        if start < config.steps and group.is_main:
             log_images(config.steps)
     finally:
         bar.close()
         writer.close()
     history.steps = max(start, config.steps)
-    provenance.log_run(run_dir, "trained" if start < config.steps else "loaded")
+    if group.is_main:
+        provenance.log_run(run_dir, "trained" if start < config.steps else "loaded")
     return history
