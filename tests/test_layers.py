@@ -20,6 +20,8 @@ LAYERS: dict[str, int] = {
     "aigc_lab.runtime": 1,
     "aigc_lab.images": 1,
     "aigc_lab.checkpoint": 1,
+    "aigc_lab.distributed": 1,  # torch.distributed only: the loop (layer 4) calls it
+    "aigc_lab.board": 1,  # the standard library only: a TensorBoard server and Chromium screenshots
     "aigc_lab.viz": 2,
     "aigc_lab.contract": 2,
     "aigc_lab.losses": 2,
