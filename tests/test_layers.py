@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "aigc_lab.loss_study": 5,
     "aigc_lab.restoration_study": 5,
     "aigc_lab.style_study": 5,
+    "aigc_lab.tools_study": 5,
     "aigc_lab.notebooks": 5,
     "aigc_lab.prose": 5,
     "aigc_lab.cli": 6,
