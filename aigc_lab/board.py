@@ -147,6 +147,7 @@ class TensorBoard:
         its SVG charts (``?forceSVG=true``): its default WebGL charts stay empty in a browser
         without a GPU. ``"scalars"`` and ``"images"`` are the classic dashboards; they take
         ``runs`` and ``tags``, regular expressions that pick the runs and charts shown.
+        ``"hparams"`` is the table of the runs' ``SummaryWriter.add_hparams`` settings and metrics.
 
         Raises:
             ValueError: an unknown dashboard, or filters on ``"timeseries"`` (its filtered view
@@ -159,8 +160,12 @@ class TensorBoard:
                     "use page('scalars', runs=..., tags=...) to show some runs or tags"
                 )
             return self.url + "?forceSVG=true#timeseries"
+        if dashboard == "hparams":
+            if runs is not None or tags is not None:
+                raise ValueError("the hparams dashboard takes no runs or tags filter; it lists every run that called add_hparams")
+            return self.url + "#hparams"
         if dashboard not in ("scalars", "images"):
-            raise ValueError(f"dashboard must be 'timeseries', 'scalars' or 'images', got {dashboard!r}")
+            raise ValueError(f"dashboard must be 'timeseries', 'scalars', 'images' or 'hparams', got {dashboard!r}")
         filters = {"regexInput": runs, "tagFilter": tags}
         query = "".join(f"&{k}={urllib.parse.quote(v, safe='')}" for k, v in filters.items() if v is not None)
         return f"{self.url}#{dashboard}{query}"

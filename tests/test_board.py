@@ -56,6 +56,11 @@ def test_pages(board):
     assert board.page("scalars", runs="run_a", tags="train/loss") == board.url + "#scalars&regexInput=run_a&tagFilter=train%2Floss"
     with pytest.raises(ValueError, match="use page"):
         board.page("timeseries", tags="loss")
+    assert board.page("hparams") == board.url + "#hparams"
+    with pytest.raises(ValueError, match="takes no runs or tags"):
+        board.page("hparams", runs="run_a")
+    with pytest.raises(ValueError, match="dashboard must be"):
+        board.page("graphs")
 
 
 def test_stop_ends_the_process_and_frees_the_port(logdir):
