@@ -10,6 +10,14 @@ Examples::
     python -m aigc_lab apply runs/denoiser noisy1.png noisy2.jpg --out restored/
     python -m aigc_lab train super-resolution --data photos --param scale=3 --run-dir runs/sr3
     python -m aigc_lab apply runs/inpainter photo.png --mask holes.png --out restored/
+    python -m aigc_lab train vae --data digits --precision bfloat16          # bfloat16 autocast, any device
+    torchrun --standalone --nproc_per_node=2 -m aigc_lab train vae --data digits   # data-parallel, 2 processes
+
+Under ``torchrun`` the same ``train`` command runs data-parallel (:mod:`aigc_lab.distributed`):
+one process per device (``--nproc_per_node=gpu``: every GPU; add ``--nnodes`` and
+``--rdzv-endpoint=HOST:PORT`` for several machines), each computing its slice of the global
+``--batch-size``, gradients averaged before every step, rank 0 alone writing logs and
+checkpoints. A stopped run resumes with the same command and the same number of processes.
 
 The image-to-image models (``denoiser``, ``super-resolution``, ``inpainter``, ``low-light``,
 ``low-light-paired``) train on random patches of the clean images (``--data-option patch_size=48`` by default) and

@@ -155,6 +155,8 @@ def profile_training_step(model: TrainableModel, batch: tuple[torch.Tensor, torc
     the mean microseconds per call. Many calls of a few microseconds each mean the step is
     dominated by per-operator overhead rather than arithmetic.
     """
+    # Kineto, the profiler's engine, prints start/stop and "no GPU" lines at its default log level.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from torch.profiler import ProfilerActivity, profile
 
     model.train()
