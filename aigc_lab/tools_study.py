@@ -14,13 +14,14 @@ chapter 7 measures is what the other chapters run:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +63,25 @@ def train_digits(
     return model, history
 
 
-def precision_comparison(names: Sequence[str], run_root: str | os.PathLike, *, steps: int, batch_size: int = 64) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[list[int], list[float]]]]:
+def precision_comparison(
+    names: Sequence[str], run_root: str | os.PathLike, *, steps: int, batch_size: int = 64, speed_steps: int = 20, repeats: int = 3
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[list[int], list[float]]]]:
     """Train each model in float32 and under bfloat16 autocast, from the same weights and batches.
 
-    Returns ``(rows, curves)``: a row per model and precision (seconds per step, images per second,
-    the last logged value of :data:`MAIN_METRIC`), and the loss curve of each.
+    Returns ``(rows, curves)``: a row per model and precision with its training speed (images
+    per second, :func:`images_per_second`: the best of ``repeats`` timings of ``speed_steps``
+    steps, so that a busy moment of the machine does not count) and the last logged value of
+    :data:`MAIN_METRIC` after ``steps`` steps of training; and the loss curve of each run.
     """
     rows, curves = [], {}
     for name in names:
         metric = MAIN_METRIC.get(name)
         for precision in ("float32", "bfloat16"):
-            _, history = train_digits(name, Path(run_root) / f"{name}-{precision}", steps=steps, precision=precision, batch_size=batch_size)
+            model, history = train_digits(name, Path(run_root) / f"{name}-{precision}", steps=steps, precision=precision, batch_size=batch_size)
             metric = metric or next(iter(history.scalars))
             curves[(name, precision)] = history.scalars[metric]
-            rows.append({
-                "model": name,
-                "precision": precision,
-                "s per step": history.train_seconds / steps,
-                "images per s": steps * batch_size / history.train_seconds,
-                "loss": metric,
-                "final value": history.last(metric),
-            })
+            speed = images_per_second(model, digits_batch(batch_size), steps=speed_steps, repeats=repeats, precision=precision)
+            rows.append({"model": name, "precision": precision, "images per s": speed, "loss": metric, "final value": history.last(metric)})
     return rows, curves
 
 
@@ -137,6 +136,21 @@ def _one_step(model: TrainableModel, batch: tuple[torch.Tensor, torch.Tensor]) -
     return lambda: model.training_step(batch, ctx)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: Kineto writes its start/stop lines there from C++,
+    past Python's ``sys.stderr`` and past ``KINETO_LOG_LEVEL``. Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def digits_batch(batch_size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of ``batch_size`` training digits and their labels, drawn with ``seed``."""
     data = load_dataset("digits", "train")
@@ -163,7 +177,7 @@ def profile_training_step(model: TrainableModel, batch: tuple[torch.Tensor, torc
     step = _one_step(model, batch)
     for _ in range(warmup):
         step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in range(steps):
             step()
@@ -190,13 +204,23 @@ def profile_training_step(model: TrainableModel, batch: tuple[torch.Tensor, torc
     return rows, totals
 
 
-def images_per_second(model: TrainableModel, batch: tuple[torch.Tensor, torch.Tensor], *, steps: int = 20, warmup: int = 3, repeats: int = 3) -> float:
+def images_per_second(
+    model: TrainableModel, batch: tuple[torch.Tensor, torch.Tensor], *, steps: int = 20, warmup: int = 3, repeats: int = 3, precision: str = "float32"
+) -> float:
     """Training images per second of ``model`` on ``batch`` (CPU): the best of ``repeats`` timings of ``steps`` steps.
 
     The best, not the mean: on a shared machine, other processes only ever make a timing slower.
+    ``precision`` is :class:`aigc_lab.train.TrainConfig`'s: the steps run under the same
+    autocast as :func:`aigc_lab.train.fit` would use. The steps train ``model`` further.
     """
+    dtype = runtime.autocast_dtype(precision, torch.device("cpu"))
     model.train()
-    step = _one_step(model, batch)
+    one_step = _one_step(model, batch)
+
+    def step() -> None:
+        with torch.autocast(device_type="cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            one_step()
+
     for _ in range(warmup):
         step()
     best = float("inf")
