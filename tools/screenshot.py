@@ -48,7 +48,9 @@ CHROMIUM_FLAGS = (
 )
 
 # With --offline: no host name resolves (a CDN is unreachable); localhost, for --serve, still does.
-OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",)
+# The rule matches IP literals too, so 127.0.0.1 and [::1] need their own EXCLUDE (without them a
+# page served on 127.0.0.1, such as TensorBoard's, fails with ERR_NAME_NOT_RESOLVED).
+OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1 , EXCLUDE [::1]",)
 
 
 def find_chromium(name: str | None = None) -> str:
