@@ -92,6 +92,8 @@ import torch
 from torch import Tensor
 
 from aigc_lab.data.registry import ImageDataset, check_int_option, register_dataset, resize_square
+# Names-or-indices and finite-number checks, the same as the shapes' attributes need.
+from aigc_lab.data.shapes import _floats, _index, _indices
 
 # ---------------------------------------------------------------- real faces (lfw_subset)
 
@@ -226,16 +228,6 @@ MIN_SIZE = 16  # below 16 px the eyes and the glasses' frames are under a pixel
 _CHUNK_POINTS = 2**18  # sub-pixels per chunk: large enough to amortise each tensor operation's overhead
 
 
-def _index(value: object, names: Sequence[str], what: str) -> int:
-    if isinstance(value, str):
-        if value not in names:
-            raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(names)}")
-        return names.index(value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(names):
-        return int(value)
-    raise ValueError(f"{what} must be a name ({', '.join(names)}) or an index 0-{len(names) - 1}, got {value!r}")
-
-
 def _label_by(value: object) -> tuple[str, ...]:
     chosen = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
     valid = isinstance(chosen, (list, tuple)) and chosen and all(isinstance(c, str) and c in FACTORS for c in chosen)
@@ -354,24 +346,6 @@ def _parts(u: Tensor, v: Tensor, a: Tensor, long_hair: Tensor) -> dict[str, Tens
 # ---------------------------------------------------------------- rendering
 
 
-def _indices(values: object, factor: str) -> Tensor:
-    names = FACTORS[factor]
-    if isinstance(values, Tensor):
-        if values.is_floating_point() or values.dtype == torch.bool:
-            raise ValueError(f"{factor} must be given as names or integer indices, got a {values.dtype} tensor")
-        values = values.reshape(-1).tolist()
-    elif isinstance(values, (str, int, np.integer)):
-        values = [values]
-    return torch.tensor([_index(v, names, factor) for v in values], dtype=torch.long)
-
-
-def _floats(values: object, what: str) -> Tensor:
-    tensor = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{what} must be finite numbers, got {values!r}")
-    return tensor
-
-
 def _colours(table: dict[str, tuple[float, float, float]]) -> Tensor:
     return torch.tensor(list(table.values()), dtype=torch.float32)
 
@@ -412,7 +386,7 @@ def render_faces(
         "face_shape": face_shape, "skin": skin, "hair": hair, "hairstyle": hairstyle,
         "eyes": eyes, "mouth": mouth, "glasses": glasses,
     }  # fmt: skip
-    values = [_indices(v, name) for name, v in factors.items()]
+    values = [_indices(v, FACTORS[name], name) for name, v in factors.items()]
     values += [_floats(v, name) for v, name in ((size, "size"), (x, "x"), (y, "y"), (tilt, "tilt"))]
     try:
         values = torch.broadcast_tensors(*values)
