@@ -92,6 +92,21 @@ def test_real_faces_flips_augment_the_train_split_only(one_thread):
     assert torch.equal(load_dataset("faces", "test", flips=True).images, load_dataset("faces", "test").images)
 
 
+def test_non_faces_are_a_second_class_split_like_the_faces(one_thread):
+    import skimage.data
+
+    lfw = skimage.data.lfw_subset()
+    faces, both = load_dataset("faces", "test"), load_dataset("faces", "test", non_faces=True)
+    assert both.classes == ["face", "not a face"] and both.labels.tolist() == [0] * 20 + [1] * 20
+    assert torch.equal(both.images[:20], faces.images)
+    index = both.attributes["index"][20:]
+    assert torch.equal(index, faces.attributes["index"])  # the same positions, among the non-faces
+    assert torch.allclose(both.images[20:, 0].double(), torch.from_numpy(lfw[100 + index.numpy()]), atol=1e-6)
+    train = load_dataset("faces", "train", non_faces=True, flips=True)
+    assert len(train) == 320 and train.labels.tolist() == ([0] * 80 + [1] * 80) * 2
+    assert torch.equal(train.images[160:], train.images[:160].flip(-1))
+
+
 def test_real_faces_resize(one_thread):
     big = load_dataset("faces", "test", size=32, flips=True)
     assert big.images.shape == (20, 1, 32, 32) and big.images.min() >= 0 and big.images.max() <= 1
@@ -106,6 +121,7 @@ def test_real_faces_resize(one_thread):
     [("val", {}, "no split 'val'.*train, test, all"),
      ("train", {"size": 0}, "option 'size' must be an integer >= 1 or None"),
      ("train", {"flips": "yes"}, "option 'flips' must be True or False, got 'yes'"),
+     ("train", {"non_faces": 1}, "option 'non_faces' must be True or False, got 1"),
      ("train", {"flip": True}, r"no option 'flip' \(did you mean 'flips'\?\)")],
 )  # fmt: skip
 def test_real_faces_bad_options(split, options, match):

@@ -12,7 +12,10 @@ not 8-bit levels, so ``levels=None``). They are split once and for all by a fixe
 their original order. The subset carries no names, so the same person (LFW has many photos of a
 few public figures) may appear in both splits. The labels are all 0 (one class, ``"face"``);
 ``attributes`` holds ``index`` (the crop's position among the 100 faces of ``lfw_subset``) and
-``flipped`` (1 for a mirrored copy).
+``flipped`` (1 for a mirrored copy). ``non_faces=True`` adds the subset's 100 background patches,
+split the same way, as a second class ``"not a face"``: the data a face-or-not judge is trained on
+(its features give chapter 6.3's Frechet distance, and its verdict the share of samples that look
+like faces).
 
 ``flips=True`` adds the left-right mirror of every train face to the train split (160 images,
 the originals first). It is the one augmentation that is always safe here: a face is nearly
@@ -105,12 +108,12 @@ LFW_SPLITS = ("train", "test", "all")
 
 
 @functools.cache
-def _lfw_faces() -> np.ndarray:
-    """The 100 face crops of ``skimage.data.lfw_subset()``, ``100 x 25 x 25`` float in ``[0, 1]``."""
+def _lfw_faces(non_faces: bool = False) -> np.ndarray:
+    """The 100 face crops of ``skimage.data.lfw_subset()`` (or its 100 non-face patches), ``100 x 25 x 25`` float in ``[0, 1]``."""
     import skimage.data
 
-    images = np.asarray(skimage.data.lfw_subset(), dtype=np.float64)[:LFW_FACES]
-    return np.clip(images, 0.0, 1.0)
+    images = np.asarray(skimage.data.lfw_subset(), dtype=np.float64)
+    return np.clip(images[LFW_FACES:] if non_faces else images[:LFW_FACES], 0.0, 1.0)
 
 
 def lfw_split_indices(split: str) -> np.ndarray:
@@ -128,7 +131,7 @@ def lfw_split_indices(split: str) -> np.ndarray:
     description="100 real face crops from LFW, 25x25 gray (scikit-image's lfw_subset; train 80 / test 20); one class 'face'",
     splits=LFW_SPLITS,
 )
-def load_faces(split: str = "train", *, size: int | None = None, flips: bool = False) -> ImageDataset:
+def load_faces(split: str = "train", *, size: int | None = None, flips: bool = False, non_faces: bool = False) -> ImageDataset:
     """The face crops of :func:`skimage.data.lfw_subset` as ``1 x 25 x 25`` gray images (see the module docstring).
 
     Args:
@@ -136,22 +139,32 @@ def load_faces(split: str = "train", *, size: int | None = None, flips: bool = F
         size: resize to ``size x size`` (bilinear, antialiased when shrinking); default 25.
         flips: add the left-right mirror of every train face to the train split (the
             originals first, then their mirrors in the same order); the other splits ignore it.
+        non_faces: add ``lfw_subset``'s 100 patches of background (split the same way, 80 train
+            and 20 test, and mirrored too with ``flips``) after the faces, as a second class
+            ``"not a face"`` (label 1): the data of the face-or-not judge of chapter 6.3. Their
+            ``index`` counts from 0 among the non-faces.
     """
     check_int_option("size", size, allow_none=True)
-    if not isinstance(flips, bool):
-        raise ValueError(f"option 'flips' must be True or False, got {flips!r}")
-    index = lfw_split_indices(split)
-    images = torch.from_numpy(_lfw_faces()[index]).float().unsqueeze(1)  # (N, 1, 25, 25)
+    for name, value in (("flips", flips), ("non_faces", non_faces)):
+        if not isinstance(value, bool):
+            raise ValueError(f"option '{name}' must be True or False, got {value!r}")
+    split_index = lfw_split_indices(split)
+    images = torch.from_numpy(_lfw_faces()[split_index]).float().unsqueeze(1)  # (N, 1, 25, 25)
+    labels = torch.zeros(len(split_index), dtype=torch.long)
+    if non_faces:
+        images = torch.cat([images, torch.from_numpy(_lfw_faces(non_faces=True)[split_index]).float().unsqueeze(1)])
+        labels = torch.cat([labels, torch.ones_like(labels)])
+        split_index = np.concatenate([split_index, split_index])
+    index = torch.from_numpy(split_index).long()
     flipped = torch.zeros(len(index), dtype=torch.long)
-    index = torch.from_numpy(index).long()
     if flips and split == "train":
-        images = torch.cat([images, images.flip(-1)])
+        images, labels = torch.cat([images, images.flip(-1)]), torch.cat([labels, labels])
         index, flipped = torch.cat([index, index]), torch.cat([flipped, torch.ones_like(flipped)])
     if size is not None and size != LFW_SIZE:
         images = resize_square(images, size)
-    labels = torch.zeros(len(images), dtype=torch.long)
+    classes = ["face", "not a face"] if non_faces else ["face"]
     return ImageDataset(
-        images.contiguous(), labels, ["face"], name="faces", split=split, attributes={"index": index, "flipped": flipped}
+        images.contiguous(), labels, classes, name="faces", split=split, attributes={"index": index, "flipped": flipped}
     )
 
 
