@@ -13,7 +13,9 @@ def test_face_data_is_the_faces_at_32_pixels_on_256_levels():
         levels = data.images * 255
         assert data.levels == 256 and torch.equal(levels, levels.round())
         assert data.images.min() >= 0 and data.images.max() <= 1
-    assert torch.equal(train.images[80:], train.images[:80].flip(-1)) and torch.equal(train.images[:80], only.images)
+    # the mirrors: resizing commutes with the flip up to float rounding, which may move a level by one
+    assert torch.allclose(train.images[80:], train.images[:80].flip(-1), atol=1 / 255 + 1e-6)
+    assert torch.equal(train.images[:80], only.images)
     with pytest.raises(ValueError, match="split must be 'train', 'test' or 'train-only', got 'val'"):
         face_study.face_data("val")
 
