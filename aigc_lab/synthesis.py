@@ -181,15 +181,19 @@ def render_view(image: Tensor, disparity: Tensor) -> tuple[Tensor, Tensor]:
     known = torch.isfinite(disparity)
     target = xs - torch.where(known, disparity, torch.zeros_like(disparity)).round().long()
     keep = known & (target >= 0)
-    ys, target, d, source = ys[keep], target[keep], disparity[keep], keep.nonzero(as_tuple=True)
-    # Nearest wins: paint far to near, so a later (nearer) pixel overwrites. Indexed assignment with
-    # repeated indices keeps the last one written on the CPU; sorting makes "last" mean "nearest".
+    source_y, source_x, d = ys[keep], xs[keep], disparity[keep]
+    flat = source_y * w + target[keep]  # where each kept pixel lands
+    # The z-buffer: rank the kept pixels by disparity (ties by position, so every rank is unique),
+    # and let each target pixel keep the highest rank that lands on it. A plain indexed assignment
+    # with repeated targets would leave the winner unspecified, and possibly different per channel.
     order = torch.argsort(d, stable=True)
-    flat = (ys * w + target)[order]
-    view = torch.zeros(c, h * w)
-    view[:, flat] = image[:, source[0], source[1]][:, order]
-    covered = torch.zeros(h * w, dtype=torch.bool)
-    covered[flat] = True
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    best = torch.full((h * w,), -1, dtype=torch.long).scatter_reduce(0, flat, rank, reduce="amax")
+    covered = best >= 0
+    winner = order[best[covered]]  # the kept pixel that each covered target shows
+    view = torch.zeros(c, h * w, dtype=image.dtype)
+    view[:, covered] = image[:, source_y[winner], source_x[winner]]
     return view.view(c, h, w), covered.view(h, w)
 
 

@@ -102,6 +102,24 @@ def test_render_view_moves_pixels_left_by_their_disparity_and_the_nearest_wins()
     assert torch.equal(view[0, :, 2], image[0, :, 5]) and (view[:, :, :2] == 0).all()
 
 
+def test_render_view_is_a_z_buffer_like_a_loop_over_pixels():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 9, 30, generator=g)
+    disparity = torch.randint(0, 8, (9, 30), generator=g).float() + 0.25 * torch.rand(9, 30, generator=g)
+    disparity[2, 3] = float("nan")
+    view, covered = synthesis.render_view(image, disparity)
+    expected, depth = torch.zeros_like(image), torch.full((9, 30), -1.0)
+    for y in range(9):
+        for x in range(30):  # far to near, left to right: a later pixel at the same depth wins, as a stable sort does
+            d = float(disparity[y, x])
+            target = x - round(d) if d == d else -1
+            if target >= 0 and d >= depth[y, target]:
+                depth[y, target] = d
+                expected[:, y, target] = image[:, y, x]
+    assert torch.equal(covered, depth >= 0)
+    assert torch.equal(view, expected)  # every channel of a pixel comes from the same source pixel
+
+
 def test_render_view_and_fill_holes_check_their_input():
     with pytest.raises(ValueError, match=r"disparity must be H x W = \(4, 5\)"):
         synthesis.render_view(torch.rand(3, 4, 5), torch.zeros(5, 4))
