@@ -29,7 +29,8 @@ LAYERS: dict[str, int] = {
     "aigc_lab.image_losses": 2,
     "aigc_lab.perceptual": 2,
     "aigc_lab.degradations": 2,
-    "aigc_lab.styles": 2,  # the classical oil and pencil renderings: the pairs datasets draw their targets with them
+    "aigc_lab.styles": 2,
+    "aigc_lab.synthesis": 2,  # interpolation, GIFs, a stereo view: images in, images out  # the classical oil and pencil renderings: the pairs datasets draw their targets with them
     "aigc_lab.data": 2,  # and every aigc_lab.data.* module
     "aigc_lab.models": 3,  # and every aigc_lab.models.* module
     "aigc_lab.baselines": 3,
@@ -45,6 +46,8 @@ LAYERS: dict[str, int] = {
     "aigc_lab.restoration_study": 5,
     "aigc_lab.style_study": 5,
     "aigc_lab.tools_study": 5,
+    "aigc_lab.face_study": 5,
+    "aigc_lab.view_study": 5,
     "aigc_lab.notebooks": 5,
     "aigc_lab.prose": 5,
     "aigc_lab.cli": 6,
