@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 # jupyter-book has no `python -m` entry point; call its command-line function with this Python.
 JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
-.PHONY: book test notebooks check-notebooks lab screenshots benchmark clean
+.PHONY: book test notebooks check-notebooks lab screenshots benchmark leaderboard clean
 
 ## book: install the book's dependencies and build the HTML book from the committed outputs
 book:
@@ -38,6 +38,11 @@ screenshots:
 ## benchmark: print every model's training images per second and time to sample 1000 images (not a test)
 benchmark:
 	$(PYTHON) tools/benchmark.py
+
+## leaderboard: train and measure every model of the book with 3 seeds (about an hour on 2 CPU cores; not a test), write book/leaderboard.json
+leaderboard:
+	$(PIP) install -q -e ".[dev]"
+	$(PYTHON) -m aigc_lab.leaderboard
 
 clean:
 	rm -rf _build .pytest_cache book/runs runs
