@@ -65,18 +65,44 @@ def _check_recipes(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+class _WholeProgram:
+    """Stands in for :class:`FlopCounterMode`'s module tracker: every FLOP is counted once, under "Global".
+
+    The tracker's backward hooks fail inside ``torch.autograd.grad`` (the gradient penalty of the
+    WGAN-GP: "A leaf node was passed to _will_engine_execute_node ..."), and the leaderboard needs
+    only the total, not the per-module breakdown.
+    """
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self) -> _WholeProgram:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def flop_counter():
+    """A :class:`torch.utils.flop_counter.FlopCounterMode` that counts totals only, and works under ``autograd.grad``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    if hasattr(counter, "mod_tracker"):  # PyTorch >= 2.3 tracks modules; older versions count totals already
+        counter.mod_tracker = _WholeProgram()
+    return counter
+
+
 def training_flops_per_step(model: Any, train: Any, *, batch_size: int = 64, seed: int = 0) -> int:
     """FLOPs of one training step of ``model`` on a batch of ``train`` (forward and backward, every optimizer the step uses).
 
-    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix products and convolutions;
-    element-wise work is not counted) around ``model.training_step``, the call the training loop
+    Counted by :func:`flop_counter` (PyTorch's :class:`torch.utils.flop_counter.FlopCounterMode`:
+    matrix products and convolutions; element-wise work is not counted) around ``model.training_step``, the call the training loop
     makes each step, on a copy of the model (``model`` itself is not trained), on the CPU. The
     first step is not counted: it only differs by building the optimizers' state.
     """
     import copy
 
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from aigc_lab.contract import StepContext
 
@@ -86,7 +112,7 @@ def training_flops_per_step(model: Any, train: Any, *, batch_size: int = 64, see
     ctx = StepContext(model.configure_optimizers(), None, torch.device("cpu"))
     model.training_step(batch, ctx)
     ctx.step = 1
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         model.training_step(batch, ctx)
     return int(counter.get_total_flops())
 
@@ -105,12 +131,11 @@ def recipe_training_flops_per_step(name: str, *, seed: int = 0) -> int:
 def sampling_flops_per_image(model: Any, name: str, n: int = 4) -> float:
     """FLOPs to draw one image with the recipe's sampler (mean over ``n`` images)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     recipe = RECIPES[name]
     labels = (torch.arange(n) % model.num_classes) if recipe.conditional else None
     extra = {"labels": labels} if labels is not None else {}
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         model.sample(n, generator=torch.Generator().manual_seed(0), **extra, **recipe.sample_options())
     return counter.get_total_flops() / n
 

@@ -96,3 +96,19 @@ def test_a_quick_row_measures_an_unconditional_model(tmp_path, monkeypatch) -> N
     assert row["parameters"] > 0 and row["train_flops"] > 0 and row["sample_flops_per_image"] > 0
     assert row["fd"] > 0 and 1 <= row["classes_covered"] <= 10
     assert row["nll_bound_nats"] > 0
+
+
+def test_the_counter_counts_what_pytorchs_counts_and_works_under_a_gradient_penalty() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from aigc_lab.recipes import build_recipe_model, recipe_data
+
+    model, data = build_recipe_model("vae"), recipe_data("vae")
+    with FlopCounterMode(display=False) as reference:
+        model.elbo_terms(data.images[:32])
+    with leaderboard.flop_counter() as ours:
+        model.elbo_terms(data.images[:32])
+    assert ours.get_total_flops() == reference.get_total_flops() > 0
+    # The WGAN-GP's step differentiates a gradient (autograd.grad with create_graph): PyTorch's
+    # module tracker fails there; the leaderboard's counter must not.
+    assert leaderboard.recipe_training_flops_per_step("wgan-gp") > 0
