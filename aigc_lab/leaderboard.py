@@ -54,6 +54,9 @@ REPO = Path(__file__).resolve().parent.parent
 LEADERBOARD_FILE = REPO / "book" / "leaderboard.json"
 DEFAULT_RUNS_DIR = REPO / "runs" / "leaderboard"
 DEFAULT_SEEDS = 3
+# By name, not __name__: run as `python -m aigc_lab.leaderboard` this module is __main__, whose
+# closure would be empty (a first run recorded no code at all and kept rows measured by older code).
+MODULE = "aigc_lab.leaderboard"
 #: the year each family was published, for the plot of quality against time (chapter 8)
 FAMILY_YEAR = {"vae": 2013, "dcgan": 2015, "row-rnn": 2016, "pixelcnn": 2016, "wgan": 2017, "ddpm": 2020}
 
@@ -300,7 +303,7 @@ def run(
         raise ValueError(f"workers must be >= 1, got {workers}")
     runs_dir = Path(runs_dir) / runtime.mode()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    code = provenance.code_closure([__name__])
+    code = provenance.code_closure([MODULE])
     start = time.perf_counter()
     jobs = [(name, seed) for seed in range(seeds) for name in names]
 
@@ -394,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = measure_run(args.name, args.seed, args.runs_dir)
         path = _row_file(args.runs_dir, args.name, args.seed)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"code": provenance.code_closure([__name__]), "row": row}, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps({"code": provenance.code_closure([MODULE]), "row": row}, indent=1), encoding="utf-8")
         os.replace(tmp, path)
         return 0
     out = args.out if args.out is not None else (None if runtime.is_quick() else LEADERBOARD_FILE)

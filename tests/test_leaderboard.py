@@ -112,3 +112,10 @@ def test_the_counter_counts_what_pytorchs_counts_and_works_under_a_gradient_pena
     # The WGAN-GP's step differentiates a gradient (autograd.grad with create_graph): PyTorch's
     # module tracker fails there; the leaderboard's counter must not.
     assert leaderboard.recipe_training_flops_per_step("wgan-gp") > 0
+
+
+def test_the_recorded_code_covers_the_leaderboard_the_models_and_the_metrics() -> None:
+    data = leaderboard.load(leaderboard.LEADERBOARD_FILE)
+    files = data["provenance"]["package_code"]
+    for name in ("aigc_lab/leaderboard.py", "aigc_lab/recipes.py", "aigc_lab/metrics.py", "aigc_lab/train.py", "aigc_lab/models/gan.py"):
+        assert name in files, name
