@@ -21,7 +21,8 @@ LAYERS: dict[str, int] = {
     "aigc_lab.images": 1,
     "aigc_lab.checkpoint": 1,
     "aigc_lab.distributed": 1,  # torch.distributed only: the loop (layer 4) calls it
-    "aigc_lab.board": 1,  # the standard library only: a TensorBoard server and Chromium screenshots
+    "aigc_lab.board": 1,
+    "aigc_lab.stats": 1,  # the standard library only  # the standard library only: a TensorBoard server and Chromium screenshots
     "aigc_lab.viz": 2,
     "aigc_lab.contract": 2,
     "aigc_lab.losses": 2,
@@ -50,6 +51,7 @@ LAYERS: dict[str, int] = {
     "aigc_lab.view_study": 5,
     "aigc_lab.landscape_study": 5,
     "aigc_lab.attribute_face_study": 5,
+    "aigc_lab.trends_study": 5,
     "aigc_lab.notebooks": 5,
     "aigc_lab.prose": 5,
     "aigc_lab.cli": 6,
