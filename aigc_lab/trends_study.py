@@ -111,8 +111,9 @@ BIAS_MODEL = Family("dcgan", "DCGAN", {}, steps=800, quick_steps=30)
 def imbalanced_shapes(minority_share: float, *, n: int = 5000) -> ImageDataset:
     """Red and blue shapes (16 x 16) in which blue ones are ``minority_share`` of the set.
 
-    Starts from ``n`` shapes of the two colours (half of each, up to chance) and drops the last
-    blue ones until their share is ``minority_share`` (0.5 keeps them all, up to chance).
+    Starts from ``n`` shapes of the two colours (half of each, up to chance) and keeps a random
+    subset of the blue ones (fixed seed) so that their share is ``minority_share`` (0.5 keeps them
+    all, up to chance); the kept images stay in their order.
     """
     if not 0 < minority_share <= 0.5:
         raise ValueError(f"minority_share must be in (0, 0.5], got {minority_share!r}")
@@ -120,7 +121,9 @@ def imbalanced_shapes(minority_share: float, *, n: int = 5000) -> ImageDataset:
     blue = data.attributes["colour"] == data.attributes["colour"].max()  # colour indexes COLOUR_NAMES: blue (2) > red (0)
     red_index, blue_index = torch.nonzero(~blue).flatten(), torch.nonzero(blue).flatten()
     keep_blue = min(len(blue_index), round(len(red_index) * minority_share / (1 - minority_share)))
-    index = torch.sort(torch.cat([red_index, blue_index[:keep_blue]])).values
+    # A random subset of the blue shapes (fixed seed), so that they stay spread through the set.
+    kept = blue_index[torch.randperm(len(blue_index), generator=torch.Generator().manual_seed(0))[:keep_blue]]
+    index = torch.sort(torch.cat([red_index, kept])).values
     attributes = {k: v[index] for k, v in data.attributes.items()}
     return ImageDataset(data.images[index], data.labels[index], data.classes, name="shapes", split=f"train, {minority_share:.0%} blue",
                         attributes=attributes, levels=data.levels)

@@ -46,3 +46,10 @@ def test_memorisation_calls_copies_copies_and_new_images_new() -> None:
     assert copies["samples_median"] == 0 and copies["ratio"] == 0 and copies["nearer_than_any_held_out"] == 1
     new = study.memorisation(test[:200], train, test[200:])
     assert 0.7 < new["ratio"] < 1.3 and new["nearer_than_any_held_out"] < 0.05
+
+
+def test_the_kept_minority_is_spread_through_the_set() -> None:
+    data = study.imbalanced_shapes(0.1, n=2000)
+    blue = study.is_minority(data.images)
+    first, second = blue[: len(blue) // 2].double().mean(), blue[len(blue) // 2 :].double().mean()
+    assert abs(float(first - second)) < 0.05
