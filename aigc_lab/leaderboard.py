@@ -23,7 +23,7 @@ for real data (the floor each distance can reach at these sample sizes) are meas
 Every row holds each seed's numbers and their mean and standard deviation.
 
 The results go to :data:`LEADERBOARD_FILE` with their provenance: the hash of every package file
-the measurement depends on (:func:`aigc_lab.provenance.code_closure`), the command, the machine,
+the measurement depends on (:func:`measured_code`), the command, the machine,
 the date and the wall-clock time. ``tests/test_leaderboard.py`` fails when that code changed since
 (run ``make leaderboard`` again); chapter 8 reads the file with :func:`load`, which records the
 file's hash in the page's provenance, so the page is stale when the leaderboard is re-run.
@@ -59,6 +59,19 @@ DEFAULT_SEEDS = 3
 MODULE = "aigc_lab.leaderboard"
 #: the year each family was published, for the plot of quality against time (chapter 8)
 FAMILY_YEAR = {"vae": 2013, "dcgan": 2015, "row-rnn": 2016, "pixelcnn": 2016, "wgan": 2017, "ddpm": 2020}
+
+
+def measured_code() -> dict[str, str]:
+    """The package files the leaderboard's numbers depend on, with their hashes.
+
+    :func:`aigc_lab.provenance.code_closure` of this module and of every recipe's model family:
+    the registry imports a family's file by name only when it is asked for, so reading the
+    imports alone would leave the models out.
+    """
+    from aigc_lab.models import describe_models
+
+    families = sorted({describe_models()[recipe.model].module for recipe in RECIPES.values()})
+    return provenance.code_closure([MODULE, *families])
 
 
 def _check_recipes(names: Sequence[str]) -> list[str]:
@@ -303,7 +316,7 @@ def run(
         raise ValueError(f"workers must be >= 1, got {workers}")
     runs_dir = Path(runs_dir) / runtime.mode()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    code = provenance.code_closure([MODULE])
+    code = measured_code()
     start = time.perf_counter()
     jobs = [(name, seed) for seed in range(seeds) for name in names]
 
@@ -397,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = measure_run(args.name, args.seed, args.runs_dir)
         path = _row_file(args.runs_dir, args.name, args.seed)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"code": provenance.code_closure([MODULE]), "row": row}, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps({"code": measured_code(), "row": row}, indent=1), encoding="utf-8")
         os.replace(tmp, path)
         return 0
     out = args.out if args.out is not None else (None if runtime.is_quick() else LEADERBOARD_FILE)
