@@ -73,6 +73,20 @@ def test_conditional_sampling_draws_the_asked_class():
         GaussianBaseline().fit(images).sample(4, labels=asked)
 
 
+def test_each_sample_is_its_class_mean_plus_the_cholesky_factor_times_its_noise():
+    # x_i = mu_k + L_k z_i with z drawn (N, D) from the generator, whatever the order of the classes:
+    # the components are drawn one class at a time, so check against the formula sample by sample.
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(60, 1, 2, 3, generator=g)
+    labels = torch.arange(60) % 3
+    mixture = ClassGaussianMixture().fit(images, labels)
+    asked = torch.tensor([2, 0, 2, 1, 0, 2, 1])
+    drawn = mixture.sample(len(asked), generator=torch.Generator().manual_seed(5), labels=asked)
+    z = torch.randn(len(asked), 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    expected = torch.stack([mixture.means[k] + mixture.cholesky[k] @ z[i] for i, k in enumerate(asked.tolist())])
+    torch.testing.assert_close(drawn.flatten(1), expected.clamp(0, 1).float())
+
+
 def test_diagonal_nll_by_hand():
     images = torch.tensor([[0.0, 0.5], [0.5, 1.0], [1.0, 1.0]]).reshape(3, 1, 1, 2)
     ridge = 0.01

@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "aigc_lab.view_study": 5,
     "aigc_lab.landscape_study": 5,
     "aigc_lab.attribute_face_study": 5,
+    "aigc_lab.landscape_gan_study": 5,
     "aigc_lab.trends_study": 5,
     "aigc_lab.notebooks": 5,
     "aigc_lab.prose": 5,
