@@ -31,7 +31,17 @@ def test_the_committed_leaderboard_has_every_recipe_with_every_seed() -> None:
         quality = ("accuracy", "fd_per_class") if RECIPES[name].conditional else ("fd",)
         for key in (*quality, "parameters", "train_flops", "train_s", "sample_s_per_1000"):
             assert math.isfinite(row["mean"][key]) and row["sd"][key] is not None, (name, key)
-    assert any(row["family"] == "baseline" for row in data["rows"]) and any(row["family"] == "real data" for row in data["rows"])
+    baselines = {(row["label"], row["data"], row["conditional"]) for row in data["rows"] if row["family"] == "baseline"}
+    assert baselines == {
+        ("single Gaussian", "digits", False),
+        ("mixture of class Gaussians", "digits", False),
+        ("Gaussian per class", "digits", True),
+        ("Gaussian per class", "shapes", True),
+    }
+    for row in data["rows"]:
+        if row["family"] == "baseline":
+            assert row["seeds"] == seeds and len(row["per_seed"]) == seeds, row["label"]
+    assert {row["data"] for row in data["rows"] if row["family"] == "real data"} == {"digits", "shapes"}
 
 
 def test_load_records_the_file_in_the_executing_notebooks_provenance(tmp_path, monkeypatch) -> None:
