@@ -64,7 +64,8 @@ def digits_subset(n: int) -> ImageDataset:
     return ImageDataset(train.images[index], train.labels[index], train.classes, name="digits", split=f"train[:{n}]", levels=train.levels)
 
 
-def _train(model_name: str, hparams: dict[str, Any], data: ImageDataset, run_dir: Path, steps: int, seed: int) -> tuple[TrainableModel, History]:
+def train_on(model_name: str, hparams: dict[str, Any], data: ImageDataset, run_dir: Path, steps: int, seed: int) -> tuple[TrainableModel, History]:
+    """Train the registered ``model_name`` on ``data`` for ``steps`` into ``run_dir`` (or load the finished run), in eval mode."""
     torch.manual_seed(seed)
     model = build_model(model_name, image_shape=tuple(data.images.shape[1:]), **hparams)
     # A batch cannot be larger than the set; 64 otherwise, as everywhere in the book.
@@ -79,7 +80,7 @@ def train_on_subset(family: str, n: int, runs_dir: str | os.PathLike, *, seed: i
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     spec = FAMILIES[family]
     steps = runtime.budget(spec.steps, spec.quick_steps)
-    return _train(spec.model, spec.hparams, digits_subset(n), Path(runs_dir) / f"{family}-n{n}", steps, seed)
+    return train_on(spec.model, spec.hparams, digits_subset(n), Path(runs_dir) / f"{family}-n{n}", steps, seed)
 
 
 def memorisation(samples: Tensor, train: Tensor, held_out: Tensor) -> dict[str, float]:
@@ -157,10 +158,10 @@ def oversampled(data: ImageDataset) -> ImageDataset:
 def train_bias(name: str, data: ImageDataset, runs_dir: str | os.PathLike, *, seed: int = 0) -> tuple[TrainableModel, History]:
     """Train :data:`BIAS_MODEL` on ``data`` into ``runs_dir/NAME`` (or load the finished run)."""
     steps = runtime.budget(BIAS_MODEL.steps, BIAS_MODEL.quick_steps)
-    return _train(BIAS_MODEL.model, BIAS_MODEL.hparams, data, Path(runs_dir) / name, steps, seed)
+    return train_on(BIAS_MODEL.model, BIAS_MODEL.hparams, data, Path(runs_dir) / name, steps, seed)
 
 
 __all__ = [
-    "SIZES", "FAMILIES", "digits_subset", "train_on_subset", "memorisation",
+    "SIZES", "FAMILIES", "digits_subset", "train_on", "train_on_subset", "memorisation",
     "imbalanced_shapes", "is_minority", "minority_share", "oversampled", "train_bias",
 ]
