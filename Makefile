@@ -48,7 +48,7 @@ leaderboard:
 	$(PIP) install -q -e ".[dev]"
 	$(PYTHON) -m aigc_lab.leaderboard
 
-## data-needs: train chapter 6.3's DCGAN and VAE on 20, 40 and 80 faces with 3 seeds, and the VAE's equal-epochs control (about 27 minutes on 2 CPU cores; not a test), write book/data_needs.json
+## data-needs: train chapter 6.3's DCGAN and VAE on 20, 40 and 80 faces with 3 seeds, and the VAE's equal-epochs control (about 35 minutes on 2 CPU cores; not a test), write book/data_needs.json
 data-needs:
 	$(PIP) install -q -e ".[dev]"
 	$(PYTHON) -m aigc_lab.data_needs
