@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "aigc_lab": 0,
     "aigc_lab.provenance": 0,
     "aigc_lab.runtime": 1,
+    "aigc_lab.workers": 1,  # a page's training calls in processes of one thread: runtime only
     "aigc_lab.images": 1,
     "aigc_lab.checkpoint": 1,
     "aigc_lab.distributed": 1,  # torch.distributed only: the loop (layer 4) calls it
@@ -57,6 +58,7 @@ LAYERS: dict[str, int] = {
     "aigc_lab.prose": 5,
     "aigc_lab.cli": 6,
     "aigc_lab.leaderboard": 6,  # trains and measures every recipe
+    "aigc_lab.data_needs": 6,  # trains and measures section 8.2's faces runs
     "aigc_lab.__main__": 6,
 }
 # Files under models/ that hold blocks several families share; a family's file may import these,
