@@ -24,6 +24,7 @@ from torch import Tensor
 from aigc_lab import style_transfer
 from aigc_lab.contract import ImageToImageModel
 from aigc_lab.data import load_dataset
+from aigc_lab.data.pairs import luma
 from aigc_lab.restoration_study import Task, train_task
 from aigc_lab.styles import STYLES, reference_image
 from aigc_lab.train import History
@@ -31,15 +32,23 @@ from aigc_lab.train import History
 #: the side of the content and style images of the chapter
 SIZE = 256
 
+#: The channels each style is transferred in. A pencil drawing is gray, so the pencil style is
+#: transferred on brightness alone: Gatys et al.'s luminance-only transfer ("Preserving Color in
+#: Neural Artistic Style Transfer", 2016). In colour, the Gram matrices of the random features
+#: leave the photo's colours in and push them to garish extremes (6.2.1 shows the picture); the
+#: oil style keeps colour, which is part of it.
+STYLE_CHANNELS: dict[str, int] = {"pencil": 1, "oil": 3}
+
 # Step counts: what keeps each page within its 5 minutes on 2 CPU cores (training, plus the page's
 # optimisation runs and measurements), estimated from seconds per step measured on a busy core;
 # the pages print the training time each run took.
 TASKS: dict[str, Task] = {
-    # Johnson et al.'s feed-forward network, one per style, on colour photo patches (section 6.2.2).
+    # Johnson et al.'s feed-forward network, one per style, on photo patches in the style's channels
+    # (STYLE_CHANNELS: gray for pencil, colour for oil; section 6.2.2).
     "style-net-pencil": Task(
         model="style-net",
         hparams={"style": "pencil", "style_weight": 10.0, "width": 16, "residual_blocks": 3},
-        data={"name": "photos", "channels": 3, "patch_size": 64, "n_patches": 4000, "seed": 0},
+        data={"name": "photos", "channels": 1, "patch_size": 64, "n_patches": 4000, "seed": 0},
         steps=800,
         quick_steps=10,
         batch_size=4,
@@ -132,6 +141,15 @@ def content_images(size: int = SIZE) -> tuple[list[str], Tensor]:
     return [data.classes[int(data.labels[i])] for i in colour], data.images[colour]
 
 
+def in_style_channels(images: Tensor, style: str) -> Tensor:
+    """``images`` (``N x 3 x H x W``) in the channels ``style`` is transferred in (:data:`STYLE_CHANNELS`): their BT.601 luma for pencil, unchanged for oil."""
+    if style not in STYLE_CHANNELS:
+        raise ValueError(f"unknown style {style!r}; choose one of: {', '.join(STYLE_CHANNELS)}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be N x 3 x H x W colour images, got shape {tuple(images.shape)}")
+    return luma(images) if STYLE_CHANNELS[style] == 1 else images
+
+
 def style_images(size: int = SIZE) -> dict[str, Tensor]:
     """``{style: 1 x 3 x size x size}``: each classical style's rendering of its reference photo."""
     return {style: reference_image(style, size) for style in STYLES}
@@ -147,34 +165,43 @@ def seconds_per_image(method: Callable[[Tensor], Tensor], images: Tensor, *, rep
     return outputs, best
 
 
-def distance_trajectory(content: Tensor, style: Tensor, *, every: int = 5, **transfer: Any) -> tuple[style_transfer.TransferResult, list[tuple[int, float, float]]]:
+def distance_trajectory(
+    content: Tensor, style: Tensor, *, every: int = 5, **transfer: Any
+) -> tuple[style_transfer.TransferResult, list[tuple[int, float, float, float]]]:
     """Run :func:`aigc_lab.style_transfer.gatys_transfer` and judge the image every ``every`` steps.
 
-    Returns the result and ``[(step, seconds of optimisation so far, judged style distance), ...]``,
-    starting with step 0 (the content image, or whatever ``init`` starts from, judged before any
-    step). The time spent judging is left out of the seconds.
+    Returns the result and ``[(step, seconds of optimisation so far, judged style distance,
+    content SSIM), ...]`` (the scores of :func:`aigc_lab.style_transfer.style_scores`), starting
+    with step 0 (the content image, or whatever ``init`` starts from, judged before any step). The
+    time spent judging is left out of the seconds.
     """
     judge = style_transfer.judge_features(content.shape[1])
 
-    def judged(image: Tensor) -> float:
-        return float(style_transfer.style_scores(image, content, style, judge=judge)["style_distance"][0])
+    def judged(image: Tensor) -> tuple[float, float]:
+        scores = style_transfer.style_scores(image, content, style, judge=judge)
+        return float(scores["style_distance"][0]), float(scores["content_ssim"][0])
 
-    trajectory = [(0, 0.0, judged(content))]
+    trajectory = [(0, 0.0, *judged(content))]
     clock = {"optimising": 0.0, "since": time.perf_counter()}
 
     def look(step: int, image: Tensor) -> None:
         if (step + 1) % every == 0:
             clock["optimising"] += time.perf_counter() - clock["since"]
-            trajectory.append((step + 1, clock["optimising"], judged(image)))
+            trajectory.append((step + 1, clock["optimising"], *judged(image)))
             clock["since"] = time.perf_counter()
 
     result = style_transfer.gatys_transfer(content, style, callback=look, **transfer)
     return result, trajectory
 
 
-def steps_to_reach(trajectory: list[tuple[int, float, float]], distance: float) -> tuple[int, float] | None:
+def steps_meeting(trajectory: list[tuple[int, float, float, float]], *, max_distance: float, min_ssim: float) -> list[int]:
+    """The steps of a :func:`distance_trajectory` whose image is both stylised enough (judged style distance at most ``max_distance``) and faithful enough (content SSIM at least ``min_ssim``)."""
+    return [step for step, _, distance, ssim in trajectory if distance <= max_distance and ssim >= min_ssim]
+
+
+def steps_to_reach(trajectory: list[tuple[int, float, float, float]], distance: float) -> tuple[int, float] | None:
     """The first ``(step, seconds)`` of a :func:`distance_trajectory` at or below ``distance``, or None if it never gets there."""
-    for step, seconds, value in trajectory:
+    for step, seconds, value, *_ in trajectory:
         if value <= distance:
             return step, seconds
     return None

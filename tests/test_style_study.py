@@ -13,7 +13,7 @@ from aigc_lab.models import build_model
 @pytest.mark.parametrize("name", list(study.TASKS))
 def test_every_task_builds_its_model_on_its_data(name, monkeypatch):
     task = study.TASKS[name]
-    shape = {"photos": (3, task.data.get("patch_size", 64), task.data.get("patch_size", 64))}.get(task.data["name"])
+    shape = {"photos": (task.data.get("channels", 3), task.data.get("patch_size", 64), task.data.get("patch_size", 64))}.get(task.data["name"])
     if shape is None:  # pairs: input + target channels
         from aigc_lab.data.pairs import PAIR_TASKS
 
@@ -37,10 +37,29 @@ def test_a_style_task_trains_and_reloads(tmp_path, monkeypatch):
 
 
 def test_steps_to_reach_reads_the_first_step_at_or_below():
-    trajectory = [(0, 0.0, 3.0), (5, 1.0, 2.0), (10, 2.0, 0.5), (15, 3.0, 0.4)]
+    trajectory = [(0, 0.0, 3.0, 1.0), (5, 1.0, 2.0, 0.8), (10, 2.0, 0.5, 0.5), (15, 3.0, 0.4, 0.3)]
     assert study.steps_to_reach(trajectory, 2.0) == (5, 1.0)
     assert study.steps_to_reach(trajectory, 0.45) == (15, 3.0)
     assert study.steps_to_reach(trajectory, 0.1) is None
+
+
+def test_steps_meeting_needs_both_the_distance_and_the_ssim():
+    trajectory = [(0, 0.0, 3.0, 1.0), (5, 1.0, 2.0, 0.8), (10, 2.0, 0.5, 0.5), (15, 3.0, 0.4, 0.3)]
+    assert study.steps_meeting(trajectory, max_distance=2.0, min_ssim=0.4) == [5, 10]
+    assert study.steps_meeting(trajectory, max_distance=0.45, min_ssim=0.4) == []
+    assert study.steps_meeting(trajectory, max_distance=3.0, min_ssim=0.0) == [0, 5, 10, 15]
+
+
+def test_pencil_is_transferred_on_brightness_and_oil_in_colour():
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gray = study.in_style_channels(images, "pencil")
+    expected = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]
+    assert gray.shape == (2, 1, 8, 8) and torch.allclose(gray, expected, atol=1e-6)
+    assert study.in_style_channels(images, "oil") is images
+    with pytest.raises(ValueError, match="unknown style 'chalk'"):
+        study.in_style_channels(images, "chalk")
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        study.in_style_channels(images[:, :1], "pencil")
 
 
 def test_distance_trajectory_judges_every_few_steps_and_falls():
@@ -48,10 +67,11 @@ def test_distance_trajectory_judges_every_few_steps_and_falls():
     content = torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4, generator=g), size=(32, 32), mode="bilinear", align_corners=False)
     style = ((torch.arange(32) // 2) % 2).float().view(1, 1, 1, 32).expand(1, 3, 32, 32).clone()
     result, trajectory = study.distance_trajectory(content, style, steps=20, every=5, lr=0.05)
-    assert [step for step, _, _ in trajectory] == [0, 5, 10, 15, 20]
-    seconds = [s for _, s, _ in trajectory]
+    assert [step for step, *_ in trajectory] == [0, 5, 10, 15, 20]
+    seconds = [s for _, s, *_ in trajectory]
     assert seconds == sorted(seconds) and seconds[-1] > 0
     assert trajectory[-1][2] < trajectory[0][2]  # the judged style distance fell
+    assert trajectory[0][3] == pytest.approx(1.0, abs=1e-4) and trajectory[-1][3] < 1.0  # the content SSIM starts at the content's own
     assert result.image.shape == content.shape
 
 
