@@ -24,9 +24,9 @@ from torch import Tensor
 from aigc_lab import style_transfer
 from aigc_lab.contract import ImageToImageModel
 from aigc_lab.data import load_dataset
-from aigc_lab.data.pairs import luma
+from aigc_lab.data.pairs import PENCIL_TEXTURE_SEED, luma
 from aigc_lab.restoration_study import Task, train_task
-from aigc_lab.styles import STYLES, reference_image
+from aigc_lab.styles import STYLES, pencil_texture, reference_image
 from aigc_lab.train import History
 
 #: the side of the content and style images of the chapter
@@ -35,7 +35,7 @@ SIZE = 256
 #: The channels each style is transferred in. A pencil drawing is gray, so the pencil style is
 #: transferred on brightness alone: Gatys et al.'s luminance-only transfer ("Preserving Color in
 #: Neural Artistic Style Transfer", 2016). In colour, the Gram matrices of the random features
-#: leave the photo's colours in and push them to garish extremes (6.2.1 shows the picture); the
+#: leave the photo's colours in and scatter them as coloured speckle (6.2.1 shows the picture); the
 #: oil style keeps colour, which is part of it.
 STYLE_CHANNELS: dict[str, int] = {"pencil": 1, "oil": 3}
 
@@ -65,23 +65,45 @@ TASKS: dict[str, Task] = {
         label="style network, oil",
         quick_data={"n_patches": 64},
     ),
-    # Learning the classical filters from (photo, rendering) pairs: pix2pix's U-Net with L1 alone (section 6.2.2).
+    # Learning the classical filters from (photo, rendering) pairs (section 6.2.3): pix2pix's U-Net with
+    # L1 alone on the photo; the same U-Net also given the pencil filter's random texture (its other
+    # input); and for oil, a network built like the Kuwahara filter (models/kuwahara_net.py). Steps:
+    # the four train side by side in two processes of one thread within the page's 5 minutes, each
+    # pencil pair at equal steps, so that only the texture differs between them.
     "imitate-pencil": Task(
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "pencil", "size": 64, "n": 2000, "seed": 0},
-        steps=600,
+        steps=300,
         quick_steps=10,
         label="U-Net imitating the pencil filter (L1)",
+        quick_data={"n": 32},
+    ),
+    "imitate-pencil-texture": Task(
+        model="pix2pix",
+        hparams={"input_channels": 4, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
+        data={"name": "pairs", "task": "pencil-texture", "size": 64, "n": 2000, "seed": 0},
+        steps=300,
+        quick_steps=10,
+        label="U-Net given the photo and the filter's texture (L1)",
         quick_data={"n": 32},
     ),
     "imitate-oil": Task(
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
-        steps=600,
+        steps=500,
         quick_steps=10,
         label="U-Net imitating the oil filter (L1)",
+        quick_data={"n": 32},
+    ),
+    "imitate-oil-kuwahara": Task(
+        model="kuwahara-net",
+        hparams={"radius": 4, "width": 16, "lr": 1e-3},
+        data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
+        steps=300,
+        quick_steps=10,
+        label="Kuwahara-structured network imitating the oil filter (L1)",
         quick_data={"n": 32},
     ),
     # Section 4.6, pix2pix: the paper's ablation (Table 1) on the shapes' label maps at 16 x 16, the
@@ -128,6 +150,9 @@ TASKS: dict[str, Task] = {
 #: the pix2pix ablation of section 4.6, in the paper's order
 ABLATION = ("p2p-labels-l1", "p2p-labels-l1-cgan", "p2p-labels-cgan")
 
+#: section 6.2.3's imitators of each filter: the U-Net on the photo, then what each adds
+IMITATORS: dict[str, tuple[str, ...]] = {"pencil": ("imitate-pencil", "imitate-pencil-texture"), "oil": ("imitate-oil", "imitate-oil-kuwahara")}
+
 
 def train(name: str, runs_dir: str | os.PathLike, *, seed: int = 0) -> tuple[ImageToImageModel, History]:
     """Train task ``name`` of :data:`TASKS` into ``runs_dir/name`` (or load it); the model in eval mode and its history."""
@@ -148,6 +173,20 @@ def in_style_channels(images: Tensor, style: str) -> Tensor:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be N x 3 x H x W colour images, got shape {tuple(images.shape)}")
     return luma(images) if STYLE_CHANNELS[style] == 1 else images
+
+
+def imitator_inputs(name: str, photos: Tensor) -> Tensor:
+    """What imitator ``name`` of :data:`TASKS` takes for colour ``photos`` (``N x 3 x H x W``): the photos,
+    and for one trained on ``pencil-texture`` pairs also the texture the pencil filter draws them with
+    (:func:`aigc_lab.styles.pencil_drawing`'s default seed) as a fourth channel."""
+    if name not in TASKS or not name.startswith("imitate-"):
+        raise ValueError(f"unknown imitator {name!r}; choose one of: {', '.join(t for t in TASKS if t.startswith('imitate-'))}")
+    if photos.dim() != 4 or photos.shape[1] != 3:
+        raise ValueError(f"photos must be N x 3 x H x W colour images, got shape {tuple(photos.shape)}")
+    if TASKS[name].data["task"] != "pencil-texture":
+        return photos
+    texture = pencil_texture(tuple(photos.shape[-2:]), PENCIL_TEXTURE_SEED).to(photos)
+    return torch.cat([photos, texture.expand(len(photos), -1, -1, -1)], 1)
 
 
 def style_images(size: int = SIZE) -> dict[str, Tensor]:

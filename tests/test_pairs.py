@@ -9,7 +9,7 @@ from aigc_lab.data.pairs import PAIR_TASKS, canny_edges, hillshade, luma, split_
 
 # The tasks whose pairs are quick to make; the style tasks render whole photographs (seconds) and
 # are tested with a cheap stand-in rendering below.
-DRAWN_TASKS = [task for task in PAIR_TASKS if task not in ("pencil", "oil")]
+DRAWN_TASKS = [task for task in PAIR_TASKS if task not in ("pencil", "pencil-texture", "oil")]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,12 +123,12 @@ def test_the_registry_finds_the_pairs_and_their_options():
     assert data.name == "pairs" and data.split == "test" and len(data) == 3
 
 
-@pytest.mark.parametrize("task, target_channels", [("pencil", 1), ("oil", 3)])
+@pytest.mark.parametrize("task, target_channels", [("pencil", 1), ("pencil-texture", 1), ("oil", 3)])
 def test_style_pairs_are_cut_from_the_photo_and_its_whole_rendering_at_one_place(task, target_channels, monkeypatch):
     from aigc_lab.data import pairs
 
     # a cheap "style" whose value at a pixel depends on the pixel alone, so alignment is exact to check
-    monkeypatch.setattr(pairs, "render_style", lambda images, style: 1 - images)
+    monkeypatch.setattr(pairs, "render_style", lambda images, style, **options: 1 - images)
     pairs._styled_photos.cache_clear()
     try:
         data = pairs.load_pairs("train", task=task, size=24, n=12, seed=3)
@@ -136,8 +136,34 @@ def test_style_pairs_are_cut_from_the_photo_and_its_whole_rendering_at_one_place
     finally:
         pairs._styled_photos.cache_clear()
     given, target = pairs.split_pair(data.images, task)
-    assert given.shape[1] == 3 and target.shape[1] == target_channels
-    assert torch.equal(target, (1 - given)[:, :target_channels])
-    shifted = torch.roll(given, 1, dims=-1)
+    assert given.shape[1] == PAIR_TASKS[task][0] and target.shape[1] == target_channels
+    photo = given[:, :3]
+    assert torch.equal(target, (1 - photo)[:, :target_channels])
+    shifted = torch.roll(photo, 1, dims=-1)
     assert (target - (1 - shifted)[:, :target_channels]).abs().mean() > 0.001  # one pixel off is not the pair
     assert not set(test.classes) & set(data.classes)  # other photographs
+
+
+def test_the_pencil_texture_channel_is_the_filters_texture_at_the_pairs_place(monkeypatch):
+    from aigc_lab.data import pairs
+    from aigc_lab.styles import pencil_texture
+
+    monkeypatch.setattr(pairs, "render_style", lambda images, style, **options: images[:, :1])
+    pairs._styled_photos.cache_clear()
+    try:
+        data = pairs.load_pairs("train", task="pencil-texture", size=24, n=5, seed=1)
+        photos = pairs._styled_photos("pencil", "train")[1]
+    finally:
+        pairs._styled_photos.cache_clear()
+    for image, k, top, left in zip(data.images, data.labels, data.attributes["top"], data.attributes["left"]):
+        texture = pencil_texture(tuple(photos[k].shape[-2:]), pairs.PENCIL_TEXTURE_SEED)[0, 0]
+        assert torch.equal(image[3], texture[top : top + 24, left : left + 24])
+
+
+def test_photos_are_drawn_at_the_chapters_scale_and_larger_pairs_are_refused():
+    photo = torch.rand(3, 400, 600)
+    scaled = pairs.at_style_scale(photo)
+    assert scaled.shape == (3, pairs.STYLE_SHORT_SIDE, 384) and 0 <= scaled.min() and scaled.max() <= 1
+    assert pairs.at_style_scale(torch.rand(3, 300, 256)).shape == (3, 300, 256)  # already at the scale: kept
+    with pytest.raises(ValueError, match="256"):
+        pairs.load_pairs("train", task="oil", size=pairs.STYLE_SHORT_SIDE + 8, n=1)

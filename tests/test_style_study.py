@@ -100,3 +100,18 @@ def test_recognition_scores_compare_shapes_not_colours():
     assert scores["shape_accuracy"] == pytest.approx(0.5)
     assert scores["saturation"] == pytest.approx(0.0)  # gray outputs: no spread between the channels
     assert study.recognition_scores(targets, kinds, targets, judge=_StubJudge(predicted))["saturation"] == pytest.approx(1.0)
+
+
+def test_an_imitator_takes_the_photos_and_the_texture_one_also_the_filters_texture():
+    from aigc_lab.styles import pencil_texture
+
+    photos = torch.rand(2, 3, 20, 24)
+    assert study.imitator_inputs("imitate-oil-kuwahara", photos) is photos
+    assert study.imitator_inputs("imitate-pencil", photos) is photos
+    given = study.imitator_inputs("imitate-pencil-texture", photos)
+    assert given.shape == (2, 4, 20, 24) and torch.equal(given[:, :3], photos)
+    assert torch.equal(given[1, 3], pencil_texture((20, 24), 0)[0, 0])
+    with pytest.raises(ValueError, match="unknown imitator"):
+        study.imitator_inputs("style-net-oil", photos)
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        study.imitator_inputs("imitate-pencil", photos[:, :1])

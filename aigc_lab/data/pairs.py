@@ -5,20 +5,22 @@ Networks", CVPR) learn a map :math:`G: x \mapsto y` from aligned pairs :math:`(x
 photo, labels to scene, gray to colour, map to aerial photo. This module builds four such tasks
 from data that ships with the package's dependencies, so they load without a network:
 
-==========  ====================================  ==========================================  ========================
-task        input :math:`x` (1 channel)            target :math:`y` (3 channels, RGB)           train / test kept apart
-==========  ====================================  ==========================================  ========================
-edges       Canny edges of the gray patch (0 / 1)  the photo patch                              by photograph
-hillshade   elevation, scaled to [0, 1] per patch  its hill-shaded, colour-mapped rendering     by region of the maps
-labels      a shape's segmentation map             the rendered shape (:mod:`.shapes`)          by random stream
-colour      the luma of the photo patch            the photo patch                              by photograph
-pencil      the photo patch (3 channels)           its pencil drawing (1 channel, gray)         by photograph
-oil         the photo patch (3 channels)           its oil painting (3 channels)                by photograph
-==========  ====================================  ==========================================  ========================
+==============  ====================================  ==========================================  ========================
+task            input :math:`x` (1 channel)            target :math:`y` (3 channels, RGB)           train / test kept apart
+==============  ====================================  ==========================================  ========================
+edges           Canny edges of the gray patch (0 / 1)  the photo patch                              by photograph
+hillshade       elevation, scaled to [0, 1] per patch  its hill-shaded, colour-mapped rendering     by region of the maps
+labels          a shape's segmentation map             the rendered shape (:mod:`.shapes`)          by random stream
+colour          the luma of the photo patch            the photo patch                              by photograph
+pencil          the photo patch (3 channels)           its pencil drawing (1 channel, gray)         by photograph
+pencil-texture  the photo patch and the filter's        its pencil drawing (1 channel, gray)         by photograph
+                texture (3 + 1 channels)
+oil             the photo patch (3 channels)           its oil painting (3 channels)                by photograph
+==============  ====================================  ==========================================  ========================
 
 **A pair is one image.** Its channels are the input's followed by the target's
-(:data:`PAIR_TASKS` gives how many of each: 1 + 3 for the first four tasks, 3 + 1 and 3 + 3 for
-the styles), so a random crop, a
+(:data:`PAIR_TASKS` gives how many of each: 1 + 3 for the first four tasks, 3 + 1, 4 + 1 and
+3 + 3 for the styles), so a random crop, a
 flip or a batch of the generic training loop, which only knows ``(images, labels)``, keeps the
 input and its target aligned by construction. :func:`split_pair` cuts a stacked pair back into
 ``(input, target)``.
@@ -57,7 +59,14 @@ How each task is made (all deterministic in ``(task, split, size, n, seed)``):
 * ``pencil`` and ``oil`` render every photograph of the split (gray ones too) whole with
   :func:`aigc_lab.styles.render_style` (the classical Lu et al. pencil drawing, the Kuwahara oil
   painting) and cut each pair from the photo and its rendering at the same place: can a network
-  learn the filter (chapter 6.2)? Train and test come from different photographs.
+  learn the filter (chapter 6.2)? Train and test come from different photographs. Each photo is
+  first resized so that its shorter side is :data:`STYLE_SHORT_SIDE` pixels, the side chapter
+  6.2's test photos are drawn at: both filters work at a fixed scale in pixels (Kuwahara's radius,
+  the pencil's stroke and line lengths), so a filter learned at one scale is another filter at
+  another. ``pencil-texture`` is ``pencil`` with the filter's second input added to the network's:
+  the random pencil texture (:func:`aigc_lab.styles.pencil_texture` of the photo's size, seed
+  :data:`PENCIL_TEXTURE_SEED`) that the drawing's hatching comes from, which the photo alone does
+  not determine.
 
 ``labels`` and ``classes`` say where each pair comes from (the photograph, the elevation map or
 the shape's class); ``attributes`` holds the crop's position (``top``, ``left``, in the
@@ -70,12 +79,13 @@ import functools
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from aigc_lab.data.photos import load_photos, sample_patches
 from aigc_lab.data.registry import ImageDataset, check_choice_option, check_int_option, register_dataset
 from aigc_lab.data.shapes import SHAPE_KINDS, load_shapes
-from aigc_lab.styles import render_style
+from aigc_lab.styles import pencil_texture, render_style
 
 #: task -> (input channels, target channels); a stacked pair has their sum.
 PAIR_TASKS: dict[str, tuple[int, int]] = {
@@ -84,6 +94,7 @@ PAIR_TASKS: dict[str, tuple[int, int]] = {
     "labels": (1, 3),
     "colour": (1, 3),
     "pencil": (3, 1),
+    "pencil-texture": (4, 1),
     "oil": (3, 3),
 }
 DEFAULT_N = {"train": 1000, "test": 200}
@@ -95,6 +106,12 @@ LUMA = (0.299, 0.587, 0.114)
 #: the Gaussian's standard deviation of the Canny filter, in pixels: 1 keeps every grain of
 #: texture, 2 loses the small objects of a 64-pixel patch.
 CANNY_SIGMA = 1.5
+
+#: the shorter side, in pixels, each photograph is resized to before a style filter draws it
+#: (:data:`aigc_lab.style_study.SIZE`, the side of chapter 6.2's test photos)
+STYLE_SHORT_SIDE = 256
+#: the seed of the pencil texture of the ``pencil`` tasks (:func:`aigc_lab.styles.pencil_drawing`'s default)
+PENCIL_TEXTURE_SEED = 0
 
 HILLSHADE_MAPS = ("jacksboro_fault_dem", "topobathy")
 HILLSHADE_TRAIN_FRACTION = 0.7  # of each map's columns, from the left
@@ -192,28 +209,43 @@ def _photo_pairs(task: str, split: str, size: int, n: int, seed: int) -> tuple[T
     return given, target, source, list(names), {"top": top, "left": left}
 
 
+def at_style_scale(photo: Tensor) -> Tensor:
+    """``C x H x W`` resized (bilinear, antialiased when shrinking) so that its shorter side is :data:`STYLE_SHORT_SIDE`."""
+    h, w = photo.shape[-2:]
+    if min(h, w) == STYLE_SHORT_SIDE:
+        return photo
+    scale = STYLE_SHORT_SIDE / min(h, w)
+    shape = (max(STYLE_SHORT_SIDE, round(h * scale)), max(STYLE_SHORT_SIDE, round(w * scale)))
+    resized = F.interpolate(photo.unsqueeze(0), size=shape, mode="bilinear", align_corners=False, antialias=scale < 1)
+    return resized[0].clamp(0, 1)
+
+
 @functools.cache
 def _styled_photos(style: str, split: str) -> tuple[tuple[str, ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """Every photograph of ``split`` and its whole-photo rendering in ``style`` (cached: the renderings take seconds)."""
+    """Every photograph of ``split`` at :data:`STYLE_SHORT_SIDE` and its whole-photo rendering in ``style`` (cached: the renderings take seconds)."""
     names, photos, rendered = [], [], []
     for name, pixels in load_photos(split):
-        photo = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+        photo = at_style_scale(torch.from_numpy(pixels).permute(2, 0, 1))
         names.append(name)
         photos.append(photo)
-        styled = render_style(photo.unsqueeze(0), style)[0]
+        options = {"seed": PENCIL_TEXTURE_SEED} if style == "pencil" else {}
+        styled = render_style(photo.unsqueeze(0), style, **options)[0]
         rendered.append(styled[:1] if PAIR_TASKS[style][1] == 1 else styled)  # a pencil drawing is gray: one channel
     return tuple(names), tuple(photos), tuple(rendered)
 
 
-def _style_pairs(style: str, split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, list[str], dict[str, Tensor]]:
+def _style_pairs(task: str, split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, list[str], dict[str, Tensor]]:
+    _check_size(task, size, STYLE_SHORT_SIDE, "the photographs' shorter side, once resized for the filter")
+    style = "pencil" if task == "pencil-texture" else task
     names, photos, rendered = _styled_photos(style, split)
-    _check_size(style, size, min(min(p.shape[-2:]) for part in ("train", "test") for p in _styled_photos(style, part)[1]), "the smallest photograph's side")
+    if task == "pencil-texture":  # the filter's other input: the texture it drew the photo's hatching from
+        photos = tuple(torch.cat([p, pencil_texture(tuple(p.shape[-2:]), PENCIL_TEXTURE_SEED)[0]]) for p in photos)
     # The whole photo is rendered first and the pair cut from both at the same place: a rendering's
     # strokes depend on the image around them (line length, tone histogram), so a patch rendered
     # on its own would be another drawing.
     stacked = [torch.cat([p, r], 0) for p, r in zip(photos, rendered)]
     crops, source, top, left = sample_patches(stacked, size, n, seed)
-    n_in = PAIR_TASKS[style][0]
+    n_in = PAIR_TASKS[task][0]
     return crops[:, :n_in], crops[:, n_in:], source, list(names), {"top": top, "left": left}
 
 
@@ -247,7 +279,7 @@ def _label_pairs(split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tens
     online=False,
     description="aligned image pairs for pix2pix, stacked as input + target channels: "
     "task=edges (Canny -> photo), hillshade (elevation -> shaded map), labels (shape mask -> shape), colour (gray -> RGB), "
-    "pencil and oil (photo -> its classical rendering)",
+    "pencil, pencil-texture (photo and the filter's texture) and oil (photo -> its classical rendering)",
     splits=("train", "test"),
 )
 def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: int | None = None, seed: int = 0) -> ImageDataset:
@@ -256,9 +288,9 @@ def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: 
     Args:
         split: ``"train"`` or ``"test"``: different photographs, map regions or random streams.
         task: one of :data:`PAIR_TASKS`: ``"edges"``, ``"hillshade"``, ``"labels"``, ``"colour"``,
-            ``"pencil"``, ``"oil"``.
+            ``"pencil"``, ``"pencil-texture"``, ``"oil"``.
         size: the side of the pairs, from 16 to what the task's sources allow (300 for the photo
-            tasks, 72 for hillshade, 512 for labels).
+            tasks, 256 for the styles, 72 for hillshade, 512 for labels).
         n: how many pairs (default 1000 for train, 200 for test).
         seed: the seed of the crops' positions (of the shapes' draws for ``labels``); the same
             ``(task, split, size, n, seed)`` gives identical pairs.
@@ -275,7 +307,7 @@ def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: 
         given, target, labels, classes, attributes = _hillshade_pairs(split, size, n, seed)
     elif task == "labels":
         given, target, labels, classes, attributes = _label_pairs(split, size, n, seed)
-    elif task in ("pencil", "oil"):
+    elif task in ("pencil", "pencil-texture", "oil"):
         given, target, labels, classes, attributes = _style_pairs(task, split, size, n, seed)
     else:
         given, target, labels, classes, attributes = _photo_pairs(task, split, size, n, seed)
