@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lab.contract import ImageToImageModel, StepContext
+from aigc_lab.contract import ImageToImageModel, StepContext, inference
 
 #: the selector's dilations: four 3 x 3 convolutions, receptive field 1 + 2 * (1 + 2 + 2 + 1) = 13
 SELECTOR_DILATIONS = (1, 2, 2, 1)
@@ -154,14 +154,9 @@ class KuwaharaNet(ImageToImageModel):
         ctx.optimize("model", loss)
         return {"loss/l1": float(loss.detach())}
 
-    @torch.no_grad()
+    @inference
     def restore(self, images: Tensor, mask: Tensor | None = None, *, batch_size: int = 32) -> Tensor:
         """Render ``N x C x H x W`` photos in ``[0, 1]`` (any size with sides longer than ``radius``) in evaluation mode."""
         self.check_restore_input(images, mask)
-        was_training = self.training
-        self.eval()
-        try:
-            parts = [self(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-        finally:
-            self.train(was_training)
+        parts = [self(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
         return torch.cat(parts) if parts else images.new_zeros(0, self.image_channels, *images.shape[-2:])
