@@ -116,23 +116,25 @@ def _reflect_101(n: int, pad: int) -> Tensor:
     return torch.minimum(index, period - index)
 
 
-def _quadrant_means(images: Tensor, radius: int) -> Tensor:
-    r"""The means of the four ``(radius+1) x (radius+1)`` quadrant windows of every pixel:
-    ``4 x N x C x H x W``, ordered bottom-right, top-right, bottom-left, top-left.
+def quadrant_means(images: Tensor, radius: int) -> Tensor:
+    r"""The means of the four ``(radius + 1) x (radius + 1)`` quadrant windows with pixel ``p`` in a
+    corner, for every pixel of ``N x C x H x W`` images: ``N x 4 x C x H x W``, ordered below right,
+    above right, below left, above left (pykuwahara's order, so that a tie between two quadrants
+    picks the same one).
 
-    One box filter over the padded image gives the mean of the window starting at every position;
-    the window whose top-left corner is at ``(y + dy * radius, x + dx * radius)`` of the padded image
-    is the quadrant of pixel ``(y, x)`` that lies below it when ``dy = 1`` and right of it when
-    ``dx = 1``.
+    The image is extended by ``radius`` pixels by reflection about its border pixels
+    (:func:`_reflect_101`, for any size); one box filter then gives the mean of the window starting
+    at every position, and the quadrant of ``p`` that lies below it (right of it) starts ``radius``
+    rows (columns) further than the one above it (left of it). Differentiable: the Kuwahara filter
+    (:func:`kuwahara`) and the network built like it (:mod:`aigc_lab.models.kuwahara_net`) share it.
     """
     h, w = images.shape[-2:]
-    padded = images[..., _reflect_101(h, radius), :][..., _reflect_101(w, radius)]
+    padded = images[..., _reflect_101(h, radius).to(images.device), :][..., _reflect_101(w, radius).to(images.device)]
     n, c = padded.shape[:2]
     box = F.avg_pool2d(padded.reshape(n * c, 1, *padded.shape[-2:]), radius + 1, stride=1)
     box = box.reshape(n, c, h + radius, w + radius)
-    # pykuwahara's order, so that a tie between two quadrants picks the same one.
     corners = ((1, 1), (0, 1), (1, 0), (0, 0))
-    return torch.stack([box[..., dy * radius : dy * radius + h, dx * radius : dx * radius + w] for dy, dx in corners])
+    return torch.stack([box[..., dy * radius : dy * radius + h, dx * radius : dx * radius + w] for dy, dx in corners], 1)
 
 
 def kuwahara(images: Tensor, radius: int = 4) -> Tensor:
@@ -163,16 +165,16 @@ def kuwahara(images: Tensor, radius: int = 4) -> Tensor:
     _check(images)
     radius = _check_positive_int("radius", radius)
     x = images.detach().cpu().double()
-    means = _quadrant_means(x, radius)  # 4 x N x C x H x W
+    means = quadrant_means(x, radius)  # N x 4 x C x H x W
     if x.shape[1] == 3:
         brightness = _brightness(x)
-        brightness_means = _quadrant_means(brightness, radius)
+        brightness_means = quadrant_means(brightness, radius)
     else:
         brightness, brightness_means = x, means
     # E[x^2] - E[x]^2 from two box filters: O(1) per pixel whatever the radius.
-    variances = _quadrant_means(brightness**2, radius) - brightness_means**2  # 4 x N x 1 x H x W
-    best = variances.argmin(dim=0, keepdim=True).expand(1, *means.shape[1:])
-    result = means.gather(0, best)[0]
+    variances = quadrant_means(brightness**2, radius) - brightness_means**2  # N x 4 x 1 x H x W
+    best = variances.argmin(dim=1, keepdim=True).expand(-1, 1, *means.shape[2:])
+    result = means.gather(1, best)[:, 0]
     return result.clamp(0, 1).to(dtype=images.dtype, device=images.device)
 
 

@@ -4,17 +4,28 @@ import pytest
 import torch
 
 from aigc_lab.models import build_model
-from aigc_lab.models.kuwahara_net import KuwaharaNet, quadrant_means
-from aigc_lab.styles import _quadrant_means, kuwahara
+import numpy as np
+
+from aigc_lab.models.kuwahara_net import KuwaharaNet
+from aigc_lab.styles import kuwahara, quadrant_means
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("radius", [1, 2, 4])
-def test_quadrant_means_are_the_filters(radius):
-    images = torch.rand(2, 3, 13, 17, dtype=torch.float64)
+@pytest.mark.parametrize(("radius", "size"), [(1, (13, 17)), (2, (13, 17)), (4, (13, 17)), (3, (2, 3))])
+def test_quadrant_means_are_the_window_means_computed_by_hand(radius, size):
+    images = torch.rand(2, 3, *size, dtype=torch.float64)
     ours = quadrant_means(images, radius)  # N x 4 x C x H x W
-    torch.testing.assert_close(ours, _quadrant_means(images, radius).transpose(0, 1))
+    assert ours.shape == (2, 4, 3, *size)
+    # numpy's "reflect" is OpenCV's reflect-101 (dcb|abcd|cba), repeated for pads longer than the side
+    padded = np.pad(images.numpy(), ((0, 0), (0, 0), (radius, radius), (radius, radius)), mode="reflect")
+    h, w = size
+    for k, (dy, dx) in enumerate(((1, 1), (0, 1), (1, 0), (0, 0))):  # below right, above right, below left, above left
+        for y in range(h):
+            for x in range(w):
+                top, left = y + dy * radius, x + dx * radius  # in padded coordinates, the pixel is at (y + r, x + r)
+                window = padded[:, :, top : top + radius + 1, left : left + radius + 1]
+                np.testing.assert_allclose(ours[:, k, :, y, x].numpy(), window.mean(axis=(2, 3)), rtol=1e-12, atol=1e-12)
 
 
 def test_with_the_least_variance_choice_the_network_is_the_kuwahara_filter():

@@ -9,7 +9,7 @@ from aigc_lab.data.pairs import PAIR_TASKS, canny_edges, hillshade, luma, split_
 
 # The tasks whose pairs are quick to make; the style tasks render whole photographs (seconds) and
 # are tested with a cheap stand-in rendering below.
-DRAWN_TASKS = [task for task in PAIR_TASKS if task not in ("pencil", "pencil-texture", "oil")]
+DRAWN_TASKS = [task for task in PAIR_TASKS if task not in ("pencil", "pencil-texture", "pencil-tone", "oil")]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,7 +123,7 @@ def test_the_registry_finds_the_pairs_and_their_options():
     assert data.name == "pairs" and data.split == "test" and len(data) == 3
 
 
-@pytest.mark.parametrize("task, target_channels", [("pencil", 1), ("pencil-texture", 1), ("oil", 3)])
+@pytest.mark.parametrize("task, target_channels", [("pencil", 1), ("pencil-texture", 1), ("pencil-tone", 1), ("oil", 3)])
 def test_style_pairs_are_cut_from_the_photo_and_its_whole_rendering_at_one_place(task, target_channels, monkeypatch):
     from aigc_lab.data import pairs
 
@@ -158,6 +158,31 @@ def test_the_pencil_texture_channel_is_the_filters_texture_at_the_pairs_place(mo
     for image, k, top, left in zip(data.images, data.labels, data.attributes["top"], data.attributes["left"]):
         texture = pencil_texture(tuple(photos[k].shape[-2:]), pairs.PENCIL_TEXTURE_SEED)[0, 0]
         assert torch.equal(image[3], texture[top : top + 24, left : left + 24])
+
+
+def test_the_tone_channel_is_the_whole_photos_tone_map_at_the_pairs_place(monkeypatch):
+    from aigc_lab.data import pairs
+    from aigc_lab.styles import tone_map
+
+    monkeypatch.setattr(pairs, "render_style", lambda images, style, **options: images[:, :1])
+    pairs._styled_photos.cache_clear()
+    try:
+        data = pairs.load_pairs("train", task="pencil-tone", size=24, n=5, seed=1)
+        texture_data = pairs.load_pairs("train", task="pencil-texture", size=24, n=5, seed=1)
+        photos = pairs._styled_photos("pencil", "train")[1]
+    finally:
+        pairs._styled_photos.cache_clear()
+    assert torch.equal(data.images[:, :4], texture_data.images[:, :4])  # photo and texture as in pencil-texture
+    for image, k, top, left in zip(data.images, data.labels, data.attributes["top"], data.attributes["left"]):
+        whole = tone_map(photos[k].unsqueeze(0))[0, 0].float()  # of the whole photo, then cut: not the crop's own
+        assert torch.equal(image[4], whole[top : top + 24, left : left + 24])
+        assert not torch.allclose(image[4], tone_map(image[:3].unsqueeze(0))[0, 0].float(), atol=1e-3)
+
+
+def test_pencil_side_inputs_need_colour_photos():
+    with pytest.raises(ValueError, match="N x 3 x H x W"):
+        pairs.pencil_side_inputs(torch.rand(2, 1, 8, 8))
+    assert pairs.pencil_side_inputs(torch.rand(2, 3, 8, 9), tone=True).shape == (2, 2, 8, 9)
 
 
 def test_photos_are_drawn_at_the_chapters_scale_and_larger_pairs_are_refused():

@@ -103,7 +103,7 @@ def test_recognition_scores_compare_shapes_not_colours():
 
 
 def test_an_imitator_takes_the_photos_and_the_texture_one_also_the_filters_texture():
-    from aigc_lab.styles import pencil_texture
+    from aigc_lab.styles import pencil_texture, tone_map
 
     photos = torch.rand(2, 3, 20, 24)
     assert study.imitator_inputs("imitate-oil-kuwahara", photos) is photos
@@ -111,6 +111,9 @@ def test_an_imitator_takes_the_photos_and_the_texture_one_also_the_filters_textu
     given = study.imitator_inputs("imitate-pencil-texture", photos)
     assert given.shape == (2, 4, 20, 24) and torch.equal(given[:, :3], photos)
     assert torch.equal(given[1, 3], pencil_texture((20, 24), 0)[0, 0])
+    toned = study.imitator_inputs("imitate-pencil-tone", photos)
+    assert toned.shape == (2, 5, 20, 24) and torch.equal(toned[:, :4], given)
+    torch.testing.assert_close(toned[:, 4:], tone_map(photos).float())
     with pytest.raises(ValueError, match="unknown imitator"):
         study.imitator_inputs("style-net-oil", photos)
     with pytest.raises(ValueError, match="N x 3 x H x W"):

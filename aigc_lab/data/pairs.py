@@ -15,12 +15,14 @@ colour          the luma of the photo patch            the photo patch          
 pencil          the photo patch (3 channels)           its pencil drawing (1 channel, gray)         by photograph
 pencil-texture  the photo patch and the filter's        its pencil drawing (1 channel, gray)         by photograph
                 texture (3 + 1 channels)
+pencil-tone     the photo patch, the filter's texture   its pencil drawing (1 channel, gray)         by photograph
+                and the photo's tone map (3 + 2)
 oil             the photo patch (3 channels)           its oil painting (3 channels)                by photograph
 ==============  ====================================  ==========================================  ========================
 
 **A pair is one image.** Its channels are the input's followed by the target's
-(:data:`PAIR_TASKS` gives how many of each: 1 + 3 for the first four tasks, 3 + 1, 4 + 1 and
-3 + 3 for the styles), so a random crop, a
+(:data:`PAIR_TASKS` gives how many of each: 1 + 3 for the first four tasks, 3 + 1, 4 + 1, 5 + 1
+and 3 + 3 for the styles), so a random crop, a
 flip or a batch of the generic training loop, which only knows ``(images, labels)``, keeps the
 input and its target aligned by construction. :func:`split_pair` cuts a stacked pair back into
 ``(input, target)``.
@@ -66,7 +68,9 @@ How each task is made (all deterministic in ``(task, split, size, n, seed)``):
   another. ``pencil-texture`` is ``pencil`` with the filter's second input added to the network's:
   the random pencil texture (:func:`aigc_lab.styles.pencil_texture` of the photo's size, seed
   :data:`PENCIL_TEXTURE_SEED`) that the drawing's hatching comes from, which the photo alone does
-  not determine.
+  not determine. ``pencil-tone`` adds the filter's whole-image step as well: the photo's tone map
+  (:func:`aigc_lab.styles.tone_map`, its brightness histogram-matched over the whole photo), which
+  a network that sees a window cannot compute (:func:`pencil_side_inputs`).
 
 ``labels`` and ``classes`` say where each pair comes from (the photograph, the elevation map or
 the shape's class); ``attributes`` holds the crop's position (``top``, ``left``, in the
@@ -85,7 +89,7 @@ from torch import Tensor
 from aigc_lab.data.photos import load_photos, sample_patches
 from aigc_lab.data.registry import ImageDataset, check_choice_option, check_int_option, register_dataset
 from aigc_lab.data.shapes import SHAPE_KINDS, load_shapes
-from aigc_lab.styles import pencil_texture, render_style
+from aigc_lab.styles import pencil_texture, render_style, tone_map
 
 #: task -> (input channels, target channels); a stacked pair has their sum.
 PAIR_TASKS: dict[str, tuple[int, int]] = {
@@ -95,6 +99,7 @@ PAIR_TASKS: dict[str, tuple[int, int]] = {
     "colour": (1, 3),
     "pencil": (3, 1),
     "pencil-texture": (4, 1),
+    "pencil-tone": (5, 1),
     "oil": (3, 3),
 }
 DEFAULT_N = {"train": 1000, "test": 200}
@@ -209,6 +214,26 @@ def _photo_pairs(task: str, split: str, size: int, n: int, seed: int) -> tuple[T
     return given, target, source, list(names), {"top": top, "left": left}
 
 
+def pencil_side_inputs(photos: Tensor, *, tone: bool = False) -> Tensor:
+    """What the ``pencil-texture`` (``tone=False``) and ``pencil-tone`` (``tone=True``) tasks add to
+    ``N x 3 x H x W`` photos: the filter's random texture (:func:`aigc_lab.styles.pencil_texture`
+    of the photos' size, seed :data:`PENCIL_TEXTURE_SEED`), and with ``tone`` also each photo's
+    tone map (:func:`aigc_lab.styles.tone_map`): ``N x 1 x H x W`` or ``N x 2 x H x W``.
+
+    The tone map is the filter's whole-image step: its brightness histogram-matched to that of
+    pencil drawings, so each pixel's tone depends on its rank among *all* the photo's pixels,
+    which a network looking at a window cannot know. Both are computed on the whole photo, before
+    any crop.
+    """
+    if not isinstance(photos, Tensor) or photos.dim() != 4 or photos.shape[1] != 3:
+        got = tuple(photos.shape) if isinstance(photos, Tensor) else type(photos).__name__
+        raise ValueError(f"photos must be N x 3 x H x W colour images in [0, 1], got {got}")
+    texture = pencil_texture(tuple(photos.shape[-2:]), PENCIL_TEXTURE_SEED).to(photos).expand(len(photos), -1, -1, -1)
+    if not tone:
+        return texture
+    return torch.cat([texture, tone_map(photos).to(photos)], 1)
+
+
 def at_style_scale(photo: Tensor) -> Tensor:
     """``C x H x W`` resized (bilinear, antialiased when shrinking) so that its shorter side is :data:`STYLE_SHORT_SIDE`."""
     h, w = photo.shape[-2:]
@@ -236,10 +261,10 @@ def _styled_photos(style: str, split: str) -> tuple[tuple[str, ...], tuple[Tenso
 
 def _style_pairs(task: str, split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, list[str], dict[str, Tensor]]:
     _check_size(task, size, STYLE_SHORT_SIDE, "the photographs' shorter side, once resized for the filter")
-    style = "pencil" if task == "pencil-texture" else task
+    style = "pencil" if task.startswith("pencil") else task
     names, photos, rendered = _styled_photos(style, split)
-    if task == "pencil-texture":  # the filter's other input: the texture it drew the photo's hatching from
-        photos = tuple(torch.cat([p, pencil_texture(tuple(p.shape[-2:]), PENCIL_TEXTURE_SEED)[0]]) for p in photos)
+    if task != style:  # pencil-texture, pencil-tone: the photo and what else the filter computes from
+        photos = tuple(torch.cat([p, pencil_side_inputs(p.unsqueeze(0), tone=task == "pencil-tone")[0]]) for p in photos)
     # The whole photo is rendered first and the pair cut from both at the same place: a rendering's
     # strokes depend on the image around them (line length, tone histogram), so a patch rendered
     # on its own would be another drawing.
@@ -279,7 +304,7 @@ def _label_pairs(split: str, size: int, n: int, seed: int) -> tuple[Tensor, Tens
     online=False,
     description="aligned image pairs for pix2pix, stacked as input + target channels: "
     "task=edges (Canny -> photo), hillshade (elevation -> shaded map), labels (shape mask -> shape), colour (gray -> RGB), "
-    "pencil, pencil-texture (photo and the filter's texture) and oil (photo -> its classical rendering)",
+    "pencil, pencil-texture (photo and the filter's texture), pencil-tone (also its tone map) and oil (photo -> its classical rendering)",
     splits=("train", "test"),
 )
 def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: int | None = None, seed: int = 0) -> ImageDataset:
@@ -288,7 +313,7 @@ def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: 
     Args:
         split: ``"train"`` or ``"test"``: different photographs, map regions or random streams.
         task: one of :data:`PAIR_TASKS`: ``"edges"``, ``"hillshade"``, ``"labels"``, ``"colour"``,
-            ``"pencil"``, ``"pencil-texture"``, ``"oil"``.
+            ``"pencil"``, ``"pencil-texture"``, ``"pencil-tone"``, ``"oil"``.
         size: the side of the pairs, from 16 to what the task's sources allow (300 for the photo
             tasks, 256 for the styles, 72 for hillshade, 512 for labels).
         n: how many pairs (default 1000 for train, 200 for test).
@@ -307,7 +332,7 @@ def load_pairs(split: str = "train", *, task: str = "edges", size: int = 64, n: 
         given, target, labels, classes, attributes = _hillshade_pairs(split, size, n, seed)
     elif task == "labels":
         given, target, labels, classes, attributes = _label_pairs(split, size, n, seed)
-    elif task in ("pencil", "pencil-texture", "oil"):
+    elif task in ("pencil", "pencil-texture", "pencil-tone", "oil"):
         given, target, labels, classes, attributes = _style_pairs(task, split, size, n, seed)
     else:
         given, target, labels, classes, attributes = _photo_pairs(task, split, size, n, seed)

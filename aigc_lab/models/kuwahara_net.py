@@ -10,7 +10,7 @@ A generic image-to-image network (pix2pix's U-Net) has to discover both the aver
 sharp, pixel-by-pixel switch between windows; trained with L1 on a few thousand patches it learns
 the colours and the smoothing, and blurs the switch. :class:`KuwaharaNet` builds the filter's
 structure in and learns only what the filter decides: the four quadrant means are computed, not
-learned (:func:`quadrant_means`, two box filters), and a small CNN, the *selector*, looks at the
+learned (:func:`aigc_lab.styles.quadrant_means`, the filter's own two box filters), and a small CNN, the *selector*, looks at the
 image and gives four logits per pixel; the output is the softmax-weighted mean
 
 .. math:: \hat y(p) = A \sum_{k=1}^{4} \operatorname{softmax}_k\bigl(f_\theta(x)\bigr)(p)\, m_k(p) + b,
@@ -36,26 +36,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aigc_lab.contract import ImageToImageModel, StepContext, inference
+from aigc_lab.styles import quadrant_means  # the filter's own, shared: the means are computed, not learned
 
 #: the selector's dilations: four 3 x 3 convolutions, receptive field 1 + 2 * (1 + 2 + 2 + 1) = 13
 SELECTOR_DILATIONS = (1, 2, 2, 1)
-
-
-def quadrant_means(images: Tensor, radius: int) -> Tensor:
-    r"""The means of the four ``(radius + 1) x (radius + 1)`` quadrant windows with pixel ``p`` in a
-    corner, for every pixel: ``N x 4 x C x H x W`` (below right, above right, below left, above left).
-
-    The image is extended by ``radius`` pixels by reflection about the border pixels (as
-    :func:`aigc_lab.styles.kuwahara`); one box filter then gives the mean of the window starting
-    at every position, and the quadrant of ``p`` that lies below it (right of it) starts ``radius``
-    rows (columns) further than the one above it (left of it).
-    """
-    n, c, h, w = images.shape
-    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
-    box = F.avg_pool2d(padded.reshape(n * c, 1, h + 2 * radius, w + 2 * radius), radius + 1, stride=1)
-    box = box.reshape(n, c, h + radius, w + radius)
-    corners = ((1, 1), (0, 1), (1, 0), (0, 0))
-    return torch.stack([box[..., dy * radius : dy * radius + h, dx * radius : dx * radius + w] for dy, dx in corners], 1)
 
 
 class KuwaharaNet(ImageToImageModel):
