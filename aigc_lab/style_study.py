@@ -72,8 +72,10 @@ TASKS: dict[str, Task] = {
     # L1 alone on the photo; the same U-Net also given the pencil filter's random texture (its other
     # input), then also the photo's tone map (the filter's whole-image step); and for oil, a network
     # built like the Kuwahara filter (models/kuwahara_net.py). Steps: the five train side by side in
-    # two processes of one thread within the page's 5 minutes. The three pencil U-Nets share steps,
-    # data and learning rate, so that only their input differs; 2e-3 was the best of 1e-3, 2e-3 and
+    # two processes of one thread within the page's 5 minutes (the three pencil U-Nets, about 115 s
+    # each, fill one process and a half; the two oil networks get the rest, 200 steps each). Each
+    # filter's networks share steps and data, the pencil U-Nets also the learning rate, so that only
+    # the input (pencil) or the architecture (oil) differs; 2e-3 was the best of 1e-3, 2e-3 and
     # 3e-3 for the texture-fed one in side runs (SSIM 0.852 / 0.832, 0.869 / 0.842, 0.865 / 0.823).
     "imitate-pencil": Task(
         model="pix2pix",
@@ -106,7 +108,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 1e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
-        steps=300,
+        steps=200,
         quick_steps=10,
         label="U-Net imitating the oil filter (L1)",
         quick_data={"n": 32},
@@ -115,7 +117,7 @@ TASKS: dict[str, Task] = {
         model="kuwahara-net",
         hparams={"radius": 4, "width": 16, "lr": 1e-3},
         data={"name": "pairs", "task": "oil", "size": 64, "n": 2000, "seed": 0},
-        steps=300,
+        steps=200,
         quick_steps=10,
         label="Kuwahara-structured network imitating the oil filter (L1)",
         quick_data={"n": 32},
