@@ -56,7 +56,8 @@ _GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
 _GLUE_DIRECTIVE = re.compile(r"^\s*(?:```|:::)\{glue(?::[a-z]+)?\}\s+(\S+)", re.M)
 CITATION = " \u2020cited\u2020 "  # what strip_non_prose leaves of a {cite} role
 _HEADING_NUMBER = re.compile(r"^#{1,6}\s+(\d+(?:\.\d+)+)\b", re.M)
-_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w.]?\d)(" + UNITS + ")?")
+# the whole part, the fraction, a scientific exponent (2.98e-08, as tables print small numbers), the unit
+_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?((?:[eE][-+]?\d+)?)(?![\w.]?\d)(" + UNITS + ")?")
 _OUTPUT_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 TEXT_MIME_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex")
 
@@ -142,9 +143,10 @@ def section_numbers(pages: Iterable[str | Path], toc_numbers: Iterable[str] = ()
     return numbers
 
 
-def _matches(value: float, decimals: int, percent: bool, computed: set[float]) -> bool:
-    """Does some computed number, shown with ``decimals`` decimals (as a percentage too, for ``%``), read ``value``?"""
-    tolerance = 0.5 * 10**-decimals * (1 + 1e-9)
+def _matches(value: float, decimals: int, percent: bool, computed: set[float], exponent: int = 0) -> bool:
+    """Does some computed number, shown with ``decimals`` decimals (as a percentage too, for ``%``;
+    times ``10**exponent`` in scientific notation), read ``value``?"""
+    tolerance = 0.5 * 10 ** (exponent - decimals) * (1 + 1e-9)
     scales = (1, 100) if percent else (1,)
     return any(abs(number * scale - value) <= tolerance for number in computed for scale in scales)
 
@@ -159,17 +161,18 @@ def unexplained_numbers(markdown: str, computed: set[float], sections: set[str])
         if CITATION.strip() in sentence:
             continue
         for match in _NUMBER.finditer(sentence):
-            whole, fraction, unit = match.group(1), match.group(2) or "", match.group(3)
+            whole, fraction, exponent, unit = match.group(1), match.group(2) or "", match.group(3), match.group(4)
             token = whole + fraction
-            value = float(token.replace(",", ""))
+            value = float((token + exponent).replace(",", ""))
             percent = bool(unit and unit.strip() == "%")
-            if not fraction and "," not in whole and not percent and value <= SMALL_INTEGER:
+            if not fraction and "," not in whole and not percent and float(whole) <= SMALL_INTEGER:
+                # a small integer, or a setting written as a power of ten (a learning rate of 1e-3)
                 continue
             if not fraction and "," not in whole and 1900 <= value <= 2099:
                 continue
             if token in sections and not unit:
                 continue
-            if not _matches(value, len(fraction) - 1 if fraction else 0, percent, computed):
+            if not _matches(value, len(fraction) - 1 if fraction else 0, percent, computed, int(exponent[1:]) if exponent else 0):
                 found.append(match.group(0).strip())
     return found
 

@@ -113,6 +113,15 @@ def test_glue_from_another_page_is_looked_up_there(tmp_path: Path) -> None:
     assert len(problems) == 1 and "'other.ipynb::gone' has no glued value in other.ipynb" in problems[0], problems
 
 
+def test_numbers_in_scientific_notation_are_read_whole() -> None:
+    printed = "largest weight difference 2.98e-08, FD 12.34"
+    assert _problems("The weights differ by 2.98e-08 after a hundred steps.", printed=printed) == []
+    assert _problems("They differ by 3.0e-08.", printed=printed) == []  # 2.98e-08 shown with one decimal
+    problems = _problems("They differ by 2.9e-08.", printed=printed)
+    assert len(problems) == 1 and "'2.9e-08'" in problems[0], problems
+    assert _problems("Adam with a learning rate of 1e-3.", printed=printed) == []  # a setting, like a small integer
+
+
 def test_strip_non_prose_keeps_citations_visible() -> None:
     text = prose.strip_non_prose("See $x^2 = 4$ and `code 5` {cite}`ho2020ddpm` [link](https://a.b/12.5).")
     assert "4" not in text and "5" not in text and prose.CITATION.strip() in text
