@@ -91,6 +91,22 @@ def test_transform_net_keeps_the_range():
     assert out.shape == (2, 3, 16, 16) and float(out.min()) >= 0 and float(out.max()) <= 1
 
 
+@pytest.mark.parametrize("edge_kernel", [3, 9])
+def test_the_edge_convolutions_take_the_kernel_given_and_keep_the_size(edge_kernel):
+    net = TransformNet(1, width=4, residual_blocks=1, edge_kernel=edge_kernel)
+    first, last = net.down[0][0], net.up[-1][0]
+    assert first.kernel_size == last.kernel_size == (edge_kernel, edge_kernel)
+    with torch.no_grad():
+        photo = torch.rand(1, 1, 20, 24)
+        assert torch.allclose(net(photo), photo.clamp(1e-3, 1 - 1e-3), atol=1e-6)  # the zero last layer: the photo back
+
+
+@pytest.mark.parametrize("edge_kernel", [4, 0, 2.0, True])
+def test_a_bad_edge_kernel_is_named(edge_kernel):
+    with pytest.raises(ValueError, match="edge_kernel must be an odd positive integer"):
+        TransformNet(1, edge_kernel=edge_kernel)
+
+
 def test_train_and_apply_through_the_command_line(tmp_path, capsys):
     from aigc_lab.cli import main
     from aigc_lab.images import read_image_file, write_image_file
