@@ -75,8 +75,10 @@ TASKS: dict[str, Task] = {
     # L1 alone on the photo; the same U-Net also given the pencil filter's random texture (its other
     # input), then also the photo's tone map (the filter's whole-image step); and for oil, a network
     # built like the Kuwahara filter (models/kuwahara_net.py). Steps: the five train side by side in
-    # two processes of one thread within the page's 5 minutes (the three pencil U-Nets, about 115 s
-    # each, fill one process and a half; the two oil networks get the rest, 200 steps each). Each
+    # two processes of one thread within the page's 5 minutes (the three pencil U-Nets, about 100 s
+    # each at 250 steps, fill one process and a half; the two oil networks get the rest, 200 steps
+    # each). 300 pencil steps took the page to 306 s on a busy host; the tone-fed U-Net after 250
+    # reached SSIM 0.862 / 0.895 in a side run (0.887 / 0.907 after 300). Each
     # filter's networks share steps and data, the pencil U-Nets also the learning rate, so that only
     # the input (pencil) or the architecture (oil) differs; 2e-3 was the best of 1e-3, 2e-3 and
     # 3e-3 for the texture-fed one in side runs (SSIM 0.852 / 0.832, 0.869 / 0.842, 0.865 / 0.823).
@@ -84,7 +86,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 3, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 2e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "pencil", "size": 64, "n": 2000, "seed": 0},
-        steps=300,
+        steps=250,
         quick_steps=10,
         label="U-Net imitating the pencil filter (L1)",
         quick_data={"n": 32},
@@ -93,7 +95,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 4, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 2e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "pencil-texture", "size": 64, "n": 2000, "seed": 0},
-        steps=300,
+        steps=250,
         quick_steps=10,
         label="U-Net given the photo and the filter's texture (L1)",
         quick_data={"n": 32},
@@ -102,7 +104,7 @@ TASKS: dict[str, Task] = {
         model="pix2pix",
         hparams={"input_channels": 5, "adversarial_weight": 0.0, "l1_weight": 1.0, "lr": 2e-3, "width": 16, "levels": 3},
         data={"name": "pairs", "task": "pencil-tone", "size": 64, "n": 2000, "seed": 0},
-        steps=300,
+        steps=250,
         quick_steps=10,
         label="U-Net given the photo, the texture and the tone map (L1)",
         quick_data={"n": 32},
@@ -228,14 +230,16 @@ def seconds_per_image(method: Callable[[Tensor], Tensor], images: Tensor, *, rep
 
 
 def distance_trajectory(
-    content: Tensor, style: Tensor, *, every: int = 5, **transfer: Any
+    content: Tensor, style: Tensor, *, every: int = 5, snapshots: dict[int, Tensor] | None = None, **transfer: Any
 ) -> tuple[style_transfer.TransferResult, list[tuple[int, float, float, float]]]:
     """Run :func:`aigc_lab.style_transfer.gatys_transfer` and judge the image every ``every`` steps.
 
     Returns the result and ``[(step, seconds of optimisation so far, judged style distance,
     content SSIM), ...]`` (the scores of :func:`aigc_lab.style_transfer.style_scores`), starting
     with step 0 (the content image, or whatever ``init`` starts from, judged before any step). The
-    time spent judging is left out of the seconds.
+    time spent judging is left out of the seconds. A ``snapshots`` dict, when given, receives the
+    image of every judged step (``{step: image}``), so the image at any of them needs no second
+    optimisation.
     """
     judge = style_transfer.judge_features(content.shape[1])
 
@@ -250,6 +254,8 @@ def distance_trajectory(
         if (step + 1) % every == 0:
             clock["optimising"] += time.perf_counter() - clock["since"]
             trajectory.append((step + 1, clock["optimising"], *judged(image)))
+            if snapshots is not None:
+                snapshots[step + 1] = image.detach().clone()
             clock["since"] = time.perf_counter()
 
     result = style_transfer.gatys_transfer(content, style, callback=look, **transfer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aigc_lab import style_study as study
+from aigc_lab import style_study as study, style_transfer
 from aigc_lab.data.shapes import COLOUR_NAMES
 from aigc_lab.models import build_model
 
@@ -73,6 +73,19 @@ def test_distance_trajectory_judges_every_few_steps_and_falls():
     assert trajectory[-1][2] < trajectory[0][2]  # the judged style distance fell
     assert trajectory[0][3] == pytest.approx(1.0, abs=1e-4) and trajectory[-1][3] < 1.0  # the content SSIM starts at the content's own
     assert result.image.shape == content.shape
+
+
+def test_distance_trajectory_keeps_the_image_of_every_judged_step_when_asked():
+    g = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 1, 24, 24, generator=g)
+    style = ((torch.arange(24) // 3) % 2).float().view(1, 1, 1, 24).expand(1, 1, 24, 24).clone()
+    snapshots = {}
+    result, trajectory = study.distance_trajectory(content, style, steps=10, every=5, lr=0.05, snapshots=snapshots)
+    assert sorted(snapshots) == [5, 10] == [step for step, *_ in trajectory[1:]]
+    assert torch.equal(snapshots[10], result.image)  # the last judged image is the result
+    shorter = style_transfer.gatys_transfer(content, style, steps=5, lr=0.05)  # Adam's path does not depend on the steps asked for
+    assert torch.allclose(snapshots[5], shorter.image, atol=1e-6)
+    assert not torch.equal(snapshots[5], snapshots[10])
 
 
 class _StubJudge:
