@@ -15,12 +15,13 @@ book:
 
 ## test: install the test dependencies and run every test, every notebook in quick mode, and the book build
 # The unit tests run in two processes of one thread each (pytest-xdist): their models are tiny, so
-# a second thread mostly waits. The notebooks run one after the other: later pages load the runs
-# earlier pages trained (3.5 those of 3.1-3.4, 6.4.1 those of 6.3.1).
+# a second thread mostly waits. The notebooks run two at a time too, one thread each; pages that
+# load runs another page trains (3.5 those of 3.1-3.4, 6.4.1 those of 6.3.1) run in one process,
+# in the book's order (book/conftest.py groups them).
 test:
 	$(PIP) install -q -e ".[dev]"
 	AIGC_LAB_QUICK=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest tests -n 2 --durations=15
-	AIGC_LAB_QUICK=1 $(PYTHON) -m pytest book --nbmake --nbmake-timeout=240 --durations=15
+	AIGC_LAB_QUICK=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest book --nbmake --nbmake-timeout=240 -n 2 --dist loadgroup --durations=40
 
 ## notebooks: execute every notebook in full mode and write the outputs back (to commit)
 notebooks:
