@@ -6,7 +6,8 @@ a square, a star or a triangle is the average over every rotation, a disc (secti
 Building the pose into the decoder is not enough: with a decoder that turns a drawn template by
 an angle the encoder reports (the spatial VAE of Bepler et al., 2019, arXiv:1909.11663), the
 template starts round, a round template looks the same at every angle, so the loss does not
-depend on the angle and the encoder never learns it (measured: samples 21% right, as the plain VAE).
+depend on the angle and the encoder never learns it (measured: 21% of 300 samples right after
+1,500 steps, as the plain VAE; with the label factored into shape and colour 22%).
 
 This model makes the angle a *discrete* latent variable, :math:`k \in \{0, \dots, K-1\}` with
 :math:`\theta_k = 2\pi k / K` and a uniform prior, and sums it out exactly instead of inferring
@@ -135,6 +136,14 @@ class RotationVAE(VAE):
         label_factors: the label as a sum of one embedding per attribute (``(5, 6)`` for ``shapes``).
         shift_scale: the shift, in units of half the image side, per unit of code.
         size_scale: the log-size per unit of code.
+
+    Measured on ``shapes`` at 16 x 16 (``python tools/shapes_cvae.py``: the book's ``shapes-cvae``
+    recipe with this model, 1,020 samples, the classifier of chapter 4; one CPU thread beside the
+    plain VAE's run): these defaults reach 85.3% shape and colour right after 800 steps (138 s),
+    with a within-class diversity of 0.089 against 0.088 for real shapes; the plain VAE of the
+    recipe, beside it, 20.6% after 1,500 steps (133 s). On 300 samples after 800 steps: 8 angles
+    61% (76 s), a shift scale of 0.25 77% (the prior then puts shapes over the edges), labels
+    factored into shape and colour 40%.
     """
 
     name = "rotation-vae"
@@ -156,7 +165,7 @@ class RotationVAE(VAE):
         num_classes: int = 0,
         lr: float = 1e-3,
         label_factors: tuple[int, ...] | list[int] | None = None,
-        shift_scale: float = 0.25,
+        shift_scale: float = 0.15,
         size_scale: float = 0.15,
     ):
         _integer("content_dim", content_dim, 0)
