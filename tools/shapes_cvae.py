@@ -33,7 +33,7 @@ from pathlib import Path
 VARIANTS = {
     # the book's recipe today: the fully connected VAE of chapter 3 with a label
     "book": ("vae", {"levels": 256}),
-    # the angle a discrete latent summed out exactly (aigc_lab.models.rotation_vae)
+    # the angle a discrete latent summed out exactly (aigc_lab.models.vae.RotationVAE)
     "rotation-vae": ("rotation-vae", {"levels": 256}),
 }
 
