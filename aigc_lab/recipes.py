@@ -108,7 +108,7 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
     # factored 20.0%, a spatial VAE (the decoder turned by an angle the encoder reports) 21.3%; beta
     # 0.03 diverged. So the page trains it for 400 steps, enough to show the failure.
     "shapes-cvae-plain": Recipe("conditional VAE, plain decoder", "shapes", "vae", {"levels": 256}, 400, 60),
-    # Section 4.3's second act: the rotation summed out (aigc_lab.models.vae.RotationVAE, K = 16
+    # Section 4.3's second act: the rotation summed out (aigc_lab.models.rotation_vae.RotationVAE, K = 16
     # angles). Measured with tools/shapes_cvae.py on 1,020 samples after 800 steps: 85.3% right (one
     # thread, beside the plain VAE), 89.1% alone on two threads; with K = 8 61% and with the shift
     # scale 0.25 77% (300 samples).

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aigc_lab.models import build_model
-from aigc_lab.models.vae import RotationVAE
+from aigc_lab.models.rotation_vae import RotationVAE
 from aigc_lab.runs import load_run
 from aigc_lab.train import TrainConfig, fit
 

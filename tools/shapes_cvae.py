@@ -8,7 +8,7 @@ the asked-for shape and colour, and each on its own), on ``--per-class`` samples
 30 labels. Variants run side by side, one process and one CPU thread each (``--workers``), as
 the book's pages train their models::
 
-    python tools/shapes_cvae.py                                   # the book's recipe and the rotation VAE
+    python tools/shapes_cvae.py                                   # the plain VAE and the rotation VAE
     python tools/shapes_cvae.py --variants rotation-vae --steps 1200
     python tools/shapes_cvae.py --variants 'rotation-vae:{"rotations": 8}' --json out.json
 
@@ -31,9 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 VARIANTS = {
-    # the book's recipe today: the fully connected VAE of chapter 3 with a label
-    "book": ("vae", {"levels": 256}),
-    # the angle a discrete latent summed out exactly (aigc_lab.models.vae.RotationVAE)
+    # the recipe shapes-cvae-plain: the fully connected VAE of chapter 3 with a label
+    "plain": ("vae", {"levels": 256}),
+    # the recipe shapes-cvae: the angle a discrete latent summed out exactly (aigc_lab.models.rotation_vae.RotationVAE)
     "rotation-vae": ("rotation-vae", {"levels": 256}),
 }
 
