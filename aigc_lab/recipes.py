@@ -107,12 +107,12 @@ CONDITIONAL_RECIPES: dict[str, Recipe] = {
     # logistic component 21.0%, KL warm-up with free bits 20.0%, a Gaussian likelihood 20.0%, labels
     # factored 20.0%, a spatial VAE (the decoder turned by an angle the encoder reports) 21.3%; beta
     # 0.03 diverged. So the page trains it for 400 steps, enough to show the failure.
-    "shapes-cvae-plain": Recipe("conditional VAE, plain decoder", "shapes", "vae", {"levels": 256}, 400, 60),
+    "shapes-cvae-plain": Recipe("conditional VAE, plain decoder", "shapes", "vae", {"levels": 256}, 400, 20),
     # Section 4.3's second act: the rotation summed out (aigc_lab.models.rotation_vae.RotationVAE, K = 16
     # angles). Measured with tools/shapes_cvae.py on 1,020 samples after 800 steps: 85.3% right (one
     # thread, beside the plain VAE), 89.1% alone on two threads; with K = 8 61% and with the shift
     # scale 0.25 77% (300 samples).
-    "shapes-cvae": Recipe("conditional VAE, rotation summed out", "shapes", "rotation-vae", {"levels": 256}, 800, 60),
+    "shapes-cvae": Recipe("conditional VAE, rotation summed out", "shapes", "rotation-vae", {"levels": 256}, 800, 30),
     # Section 4.4. Short runs outside the book (as above; DDIM 20 steps, 300 samples; w = 1 and
     # w = 3): eps-prediction after 600 steps 35.3% and 48.3%; v-prediction 44.3% and 56.3%;
     # v-prediction after 1,000 steps 50.0% and 64.7%, but 320 s of training on two threads and 0.59 s
