@@ -19,19 +19,40 @@ from pathlib import Path
 import pytest
 
 
-def run_dependencies(notebook: Path) -> set[str]:
-    """The notebook file names whose runs ``notebook`` loaded when it was last executed."""
+def _runs(notebook: Path) -> dict:
     try:
         meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("aigc_lab", {})
     except (OSError, ValueError):
-        return set()
-    trainers = {Path(str(r.get("trained_by", ""))).name for r in meta.get("runs", {}).values() if r.get("event") == "loaded"}
-    return {t for t in trainers if t and t != notebook.name}
+        return {}
+    return meta.get("runs", {})
+
+
+def run_trainers(notebooks: list[Path]) -> dict[str, str]:
+    """``{run directory: file name}`` of the page that trained each run when it was last executed."""
+    return {run: nb.name for nb in notebooks for run, record in _runs(nb).items() if record.get("event") == "trained"}
+
+
+def run_dependencies(notebook: Path, trainers: dict[str, str] | None = None) -> set[str]:
+    """The notebook file names whose runs ``notebook`` loaded when it was last executed.
+
+    A run trained outside any page (``python -m aigc_lab train --recipe ...``) records no
+    ``trained_by``; with ``trainers`` (:func:`run_trainers`) it counts as the run of the page that
+    trains that directory when the book runs, since that is whose run the page loads then.
+    """
+    found = set()
+    for run, record in _runs(notebook).items():
+        if record.get("event") != "loaded":
+            continue
+        trainer = record.get("trained_by") or (trainers or {}).get(run)
+        if trainer:
+            found.add(Path(str(trainer)).name)
+    return found - {notebook.name}
 
 
 def notebook_groups(notebooks: list[Path]) -> dict[str, str]:
     """``{file name: group}``: pages joined by loaded runs share a group, named after its first page."""
     parent = {nb.name: nb.name for nb in notebooks}
+    trainers = run_trainers(notebooks)
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -40,7 +61,7 @@ def notebook_groups(notebooks: list[Path]) -> dict[str, str]:
         return name
 
     for nb in notebooks:
-        for trainer in run_dependencies(nb):
+        for trainer in run_dependencies(nb, trainers):
             if trainer not in parent:
                 continue  # a page outside this collection: the loader trains the run itself
             if trainer > nb.name:

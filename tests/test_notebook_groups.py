@@ -39,6 +39,17 @@ def test_pages_joined_by_loaded_runs_share_a_group_and_others_stand_alone(tmp_pa
     assert groups["07a.ipynb"] == "07a.ipynb"
 
 
+def test_a_run_trained_outside_any_page_counts_as_the_run_of_the_page_that_trains_it(tmp_path):
+    trainer = write_notebook(tmp_path / "03d.ipynb", [])
+    loader = tmp_path / "06a3.ipynb"  # loaded runs/own, which a command (not a page) trained this time
+    loader.write_text(json.dumps({"cells": [], "metadata": {"aigc_lab": {"runs": {"runs/own": {"event": "loaded", "trained_by": None}}}}, "nbformat": 4, "nbformat_minor": 5}))
+    module = book_conftest()
+    assert module.run_dependencies(loader) == set()  # no page named: on its own, no dependency ...
+    assert module.run_dependencies(loader, module.run_trainers([trainer, loader])) == {"03d.ipynb"}  # ... the book's trainer
+    groups = module.notebook_groups([trainer, loader])
+    assert groups["06a3.ipynb"] == groups["03d.ipynb"] == "03d.ipynb"
+
+
 def test_a_page_that_loads_runs_of_a_later_page_is_refused_by_name(tmp_path):
     notebooks = [write_notebook(tmp_path / "03a.ipynb", ["03e.ipynb"]), write_notebook(tmp_path / "03e.ipynb", [])]
     with pytest.raises(pytest.UsageError, match="03a.ipynb loads runs that 03e.ipynb trains"):
@@ -49,7 +60,8 @@ def test_the_books_own_groups_put_every_trainer_before_its_loaders():
     module = book_conftest()
     notebooks = sorted((ROOT / "book").glob("*.ipynb"))
     groups = module.notebook_groups(notebooks)  # raises if a page loads a later page's runs
+    trainers = module.run_trainers(notebooks)
     for notebook in notebooks:
-        for trainer in module.run_dependencies(notebook):
+        for trainer in module.run_dependencies(notebook, trainers):
             assert groups[trainer] == groups[notebook.name], (notebook.name, trainer)
     assert groups["03e_comparison.ipynb"] == groups["03a_vae.ipynb"]  # 3.5 loads the runs of 3.1-3.4
